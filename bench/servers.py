@@ -1,0 +1,214 @@
+"""Start, probe and stop loopback server processes (gunicorn, the reference bridge)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+from bench.payloads import MESSAGES_PATH
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port that is free on loopback right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server started in its own process group; ``stop()`` ends the whole group."""
+
+    proc: "subprocess.Popen[bytes]"
+    port: int
+    log_path: Path
+    name: str = "server"
+    _stopped: bool = field(default=False, repr=False)
+
+    def url(self, path: str = MESSAGES_PATH) -> str:
+        """Absolute loopback URL of ``path`` on this server."""
+        return "http://{}:{}{}".format(HOST, self.port, path)
+
+    def log_text(self) -> str:
+        """The server's combined stdout/stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Last ``lines`` lines of the server's log."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group, wait up to ``timeout`` s, then SIGKILL what is left."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if not self._group_alive():
+                break
+            time.sleep(0.05)
+        else:
+            self._signal_group(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+ReadyCheck = Callable[[ServerProcess], bool]
+
+
+def answers_http(server: ServerProcess) -> bool:
+    """True when ``server`` answers HTTP on its messages URL (any status counts)."""
+    try:
+        with urllib.request.urlopen(server.url(), timeout=1.0):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, with an error status: that is enough
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until_ready(
+    server: ServerProcess, timeout: float, all_workers_ready: Optional[ReadyCheck] = None
+) -> None:
+    """Wait until ``server`` answers HTTP and ``all_workers_ready(server)`` (if given) holds.
+
+    Raises RuntimeError (with the log tail) if it exits or is not ready in ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                "{} exited with {} before answering:\n{}".format(
+                    server.name, server.proc.returncode, server.log_tail()
+                )
+            )
+        if answers_http(server) and (all_workers_ready is None or all_workers_ready(server)):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(
+        "{} did not answer on port {} within {:.0f}s:\n{}".format(
+            server.name, server.port, timeout, server.log_tail()
+        )
+    )
+
+
+def start_server(
+    argv: Sequence[str],
+    port: int,
+    log_path: Path,
+    *,
+    name: str,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+    startup_timeout: float = 30.0,
+    all_workers_ready: Optional[ReadyCheck] = None,
+) -> ServerProcess:
+    """Run ``argv`` in a new process group, logging to ``log_path``; return once it is ready
+    (see ``wait_until_ready``)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+        )
+    server = ServerProcess(proc=proc, port=port, log_path=log_path, name=name)
+    try:
+        wait_until_ready(server, startup_timeout, all_workers_ready)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_gunicorn(
+    app: str,
+    *,
+    workers: int = 2,
+    worker_class: str = "sync",
+    threads: int = 1,
+    port: Optional[int] = None,
+    python: str = sys.executable,
+    env: Optional[Mapping[str, str]] = None,
+    extra_args: Sequence[str] = (),
+    log_path: Optional[Path] = None,
+    startup_timeout: float = 30.0,
+) -> ServerProcess:
+    """Serve the WSGI ``app`` ("module:attr") with ``python -m gunicorn`` on loopback.
+
+    Returns once every worker has loaded the app. ``env`` is added to the current
+    environment; the repository root is put on PYTHONPATH. The gunicorn config slot
+    (``-c``) is taken by bench.gunicorn_ready: pass other settings in ``extra_args``.
+    """
+    port = port or free_port()
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    ready_dir = Path(tempfile.mkdtemp(prefix="bench-gunicorn-ready-"))
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (repo_root, full_env.get("PYTHONPATH", "")) if p
+    )
+    full_env.update(env or {})
+    full_env["BENCH_READY_DIR"] = str(ready_dir)
+    argv = [
+        python, "-m", "gunicorn",
+        "--config", "python:bench.gunicorn_ready",
+        "--bind", "{}:{}".format(HOST, port),
+        "--workers", str(workers),
+        "--worker-class", worker_class,
+        "--threads", str(threads),
+        "--log-level", "warning",
+        *extra_args,
+        app,
+    ]
+    log = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / "bench-gunicorn-{}.log".format(port)
+    try:
+        return start_server(
+            argv, port, log, name="gunicorn " + app, env=full_env, startup_timeout=startup_timeout,
+            all_workers_ready=lambda _: len(os.listdir(ready_dir)) >= workers,
+        )
+    finally:
+        shutil.rmtree(ready_dir, ignore_errors=True)

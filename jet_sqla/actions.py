@@ -1,0 +1,546 @@
+"""Actions: declaration from a plain function, and execution in one transaction.
+
+One execute_action reads top to bottom in :meth:`Executor.execute`: check who
+may run it, parse the ids, validate the form, then, inside one transaction,
+claim the idempotency key, load every record the action needs in a
+deadlock-safe order, call the function, encode its result and log the run.
+The transaction commits only when all of that succeeded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import database, encoding
+from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
+from .catalog import Catalog, Collection
+from .errors import (
+    ActionError,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InternalError,
+    InvalidParams,
+    JetError,
+    MessageError,
+    StatementTimeout,
+    TooLarge,
+)
+from .params import Form, Param, form_from_params, form_from_signature
+
+__all__ = ['Action', 'ActionContext', 'ActionRegistry', 'ExecuteRequest', 'Executor', 'declare_action']
+
+log = logging.getLogger(__name__)
+
+Actor = Mapping[str, Any]
+Allow = Callable[[Actor | None], bool]
+ModelRef = type[Any] | str
+
+
+class ActionContext:
+    """What an action may want to know about the run. Ask for it with a parameter annotated ``ActionContext``.
+
+    Attributes:
+        session: The session of the action's transaction.
+        collection: The collection name (``None`` for a common action).
+        model: The mapped class (``None`` for a common action).
+        ids: The ids as coerced, in request order, duplicates removed.
+        actor: The JWT's claims, or ``None`` for a shared-token request.
+        request: The framework's request object (a ``falcon.Request``), or ``None``.
+        action: The action's name.
+        params: The form values as submitted, before coercion.
+    """
+
+    __slots__ = ('session', 'collection', 'model', 'ids', 'actor', 'request', 'action', 'params')
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        collection: str | None,
+        model: type[Any] | None,
+        ids: list[Any],
+        actor: Actor | None,
+        request: Any,
+        action: str,
+        params: Mapping[str, Any],
+    ) -> None:
+        self.session = session
+        self.collection = collection
+        self.model = model
+        self.ids = ids
+        self.actor = actor
+        self.request = request
+        self.action = action
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f'<ActionContext {self.action} on {self.collection} ids={self.ids!r}>'
+
+
+class Action:
+    """A declared action: its function, where it applies, and its form."""
+
+    __slots__ = (
+        'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
+        'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        function: Callable[..., Any],
+        collections: Sequence[Collection],
+        for_instance: bool,
+        bulk: bool,
+        form: Form,
+        lock: bool,
+        allow: Allow | None,
+        timeout: float | None,
+        label: str | None,
+        description: str | None,
+        instance_parameter: str | None,
+        context_parameters: Sequence[str],
+        session_parameters: Sequence[str],
+    ) -> None:
+        self.name = name
+        self.function = function
+        self.collections = tuple(collections)
+        self.for_instance = for_instance
+        self.bulk = bulk
+        self.form = form
+        self.lock = lock
+        self.allow = allow
+        self.timeout = timeout
+        self.label = label
+        self.description = description
+        self.instance_parameter = instance_parameter
+        self.context_parameters = tuple(context_parameters)
+        self.session_parameters = tuple(session_parameters)
+
+    def __repr__(self) -> str:
+        return f'<Action {self.name}>'
+
+    def describe(self) -> dict[str, Any]:
+        """The action as ``get_action_list`` sends it."""
+        described: dict[str, Any] = {'name': self.name}
+        if self.label is not None:
+            described['label'] = self.label
+        if self.description is not None:
+            described['description'] = self.description
+        if self.collections:
+            names = [collection.name for collection in self.collections]
+            described['model_action'] = {
+                'model': names[0] if len(names) == 1 else names,
+                'for_instance': self.for_instance,
+                'bulk': self.bulk,
+            }
+        else:
+            described['common_action'] = {}
+        described['params'] = self.form.describe()
+        return described
+
+    def collection_for(self, requested: Any) -> Collection | None:
+        """The collection a request runs on: the only one, or the one it names.
+
+        Raises:
+            MessageError: the action serves several collections and none, or another, is named.
+        """
+        if not self.collections:
+            return None
+        if requested is None or requested == '':
+            if len(self.collections) == 1:
+                return self.collections[0]
+            names = ', '.join(collection.name for collection in self.collections)
+            raise InvalidParams({'model': f'this action serves {names}; say which one'})
+        for collection in self.collections:
+            if collection.name == requested:
+                return collection
+        names = ', '.join(collection.name for collection in self.collections)
+        raise InvalidParams({'model': f'{str(requested)[:100]!r} is not one of {names}'})
+
+    def permits(self, actor: Actor | None) -> bool:
+        return self.allow is None or bool(self.allow(actor))
+
+
+def declare_action(
+    function: Callable[..., Any],
+    catalog: Catalog,
+    *,
+    model: ModelRef | Sequence[ModelRef] | None = None,
+    for_instance: bool = False,
+    bulk: bool = False,
+    params: Sequence[Param] | None = None,
+    lock: bool = False,
+    allow: Allow | None = None,
+    timeout: float | None = None,
+    name: str | None = None,
+    label: str | None = None,
+    description: str | None = None,
+) -> Action:
+    """Build an :class:`Action` from a function and the decorator's arguments.
+
+    Raises:
+        TypeError, ValueError: the declaration cannot work; the message names the function.
+    """
+    owner = function.__qualname__
+    if bulk and not for_instance:
+        raise TypeError(f'{owner}: bulk=True needs for_instance=True')
+    if for_instance and model is None:
+        raise TypeError(f'{owner}: for_instance=True needs model=')
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f'{owner}: timeout must be a positive number of seconds')
+    refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
+    collections = [catalog.get(ref) for ref in refs]
+    if for_instance:
+        for collection in collections:
+            if not collection.has_single_pk:
+                raise TypeError(f'{owner}: {collection.name!r} has a composite primary key; record actions need a single one')
+
+    hints = typing.get_type_hints(function, include_extras=True)
+    signature = inspect.signature(function)
+    instance_parameter = None
+    context_parameters: list[str] = []
+    session_parameters: list[str] = []
+    form_parameters: list[inspect.Parameter] = []
+    takes_kwargs = False
+    for parameter in signature.parameters.values():
+        annotation = hints.get(parameter.name)
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            takes_kwargs = True
+        elif parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+            raise TypeError(f'{owner}: parameter {parameter.name!r} must be passable by name')
+        elif _is_subclass(annotation, ActionContext):
+            context_parameters.append(parameter.name)
+        elif _is_subclass(annotation, Session):
+            session_parameters.append(parameter.name)
+        elif for_instance and instance_parameter is None:
+            _check_instance_annotation(owner, parameter.name, annotation, bulk, collections)
+            instance_parameter = parameter.name
+        else:
+            form_parameters.append(parameter)
+    if for_instance and instance_parameter is None:
+        raise TypeError(f'{owner}: a record action takes the record{"s" if bulk else ""} as its first parameter')
+    if params is not None:
+        if form_parameters and not takes_kwargs:
+            raise TypeError(f'{owner}: with params=, form values arrive as **kwargs; remove {form_parameters[0].name!r}')
+        form = form_from_params(params, catalog, owner)
+        if not takes_kwargs:
+            raise TypeError(f'{owner}: with params=, the function must take **kwargs')
+    else:
+        form = form_from_signature(function, form_parameters, hints, catalog)
+    return Action(
+        name=name or function.__name__,
+        function=function,
+        collections=collections,
+        for_instance=for_instance,
+        bulk=bulk,
+        form=form,
+        lock=lock,
+        allow=allow,
+        timeout=timeout,
+        label=label,
+        description=description if description is not None else inspect.getdoc(function),
+        instance_parameter=instance_parameter,
+        context_parameters=context_parameters,
+        session_parameters=session_parameters,
+    )
+
+
+def _is_subclass(annotation: Any, base: type) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, base)
+
+
+def _check_instance_annotation(
+    owner: str, parameter: str, annotation: Any, bulk: bool, collections: Sequence[Collection]
+) -> None:
+    if annotation is None:
+        return
+    is_list = typing.get_origin(annotation) in (list, Sequence, typing.get_origin(Sequence[int]))
+    if bulk and isinstance(annotation, type) and any(annotation is c.model for c in collections):
+        raise TypeError(f'{owner}: a bulk action receives a list; annotate {parameter!r} as list[{annotation.__name__}]')
+    if not bulk and is_list:
+        raise TypeError(f'{owner}: {parameter!r} is a list, but the action is not bulk=True')
+
+
+class ActionRegistry:
+    """The declared actions, by name, in declaration order."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+        self._by_function: dict[Callable[..., Any], Action] = {}
+
+    def add(self, action: Action) -> None:
+        if action.name in self._actions:
+            raise ValueError(f'an action named {action.name!r} is already declared')
+        self._actions[action.name] = action
+        self._by_function[action.function] = action
+
+    def get(self, name: str) -> Action | None:
+        return self._actions.get(name)
+
+    def for_function(self, function: Callable[..., Any]) -> Action | None:
+        return self._by_function.get(function)
+
+    def __iter__(self) -> typing.Iterator[Action]:
+        return iter(self._actions.values())
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+
+class ExecuteRequest:
+    """An execute_action message, parsed but not yet validated."""
+
+    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key')
+
+    def __init__(
+        self,
+        action: Action,
+        *,
+        collection: Any = None,
+        params: Mapping[str, Any] | None = None,
+        actor: Actor | None = None,
+        request: Any = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        self.action = action
+        self.collection = collection
+        self.params = params if params is not None else {}
+        self.actor = actor
+        self.request = request
+        self.idempotency_key = idempotency_key
+
+
+def raw_ids(params: Mapping[str, Any], limit: int) -> list[Any]:
+    """The ids of a request: ``ids`` as a list or a comma-separated string, or a single ``id``.
+
+    Raises:
+        InvalidParams: ``ids`` is of another type.
+        TooLarge: more than ``limit`` ids.
+    """
+    value = params.get('ids')
+    if value is None:
+        value = params.get('id')
+        if value is None or value == '':
+            return []
+        value = [value]
+    if isinstance(value, str):
+        if value.count(',') >= limit:
+            raise TooLarge(f'At most {limit} ids per request')
+        value = [part.strip() for part in value.split(',') if part.strip()]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    elif not isinstance(value, list):
+        raise InvalidParams({'ids': 'expected a list of ids or a comma-separated string'})
+    if len(value) > limit:
+        raise TooLarge(f'At most {limit} ids per request, got {len(value)}')
+    return value
+
+
+class Executor:
+    """Runs actions: one transaction each, retried on deadlocks, logged when audited.
+
+    Args:
+        catalog: The collections.
+        sessions: Makes the session of each run.
+        audit: Logs runs and stores idempotent responses; ``None`` when off.
+        max_ids: The most ids one request may name.
+        retries: How many times a deadlocked run is tried again before the
+            function has returned.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        sessions: sessionmaker[Session],
+        *,
+        audit: AuditLog | None = None,
+        max_ids: int = 100_000,
+        retries: int = 3,
+    ) -> None:
+        self.catalog = catalog
+        self.sessions = sessions
+        self.audit = audit
+        self.max_ids = max_ids
+        self.retries = retries
+
+    def execute(self, request: ExecuteRequest) -> bytes:
+        """Run ``request`` and return the JSON response body.
+
+        Raises:
+            JetError: every failure a client should hear about, already rolled back.
+        """
+        action = request.action
+        started = time.perf_counter()
+        entry = AuditEntry(
+            action=action.name,
+            collection=None,
+            ids=[],
+            params=request.params,
+            actor=request.actor,
+            idempotency_key=request.idempotency_key,
+        )
+        try:
+            if not action.permits(request.actor):
+                raise Forbidden(f'You may not run {action.name!r}')
+            collection = action.collection_for(request.collection)
+            entry.collection = collection.name if collection is not None else None
+            ids = self._ids(action, collection, request.params)
+            entry.ids = ids
+            values = action.form.validate(request.params)
+            if request.idempotency_key is not None:
+                if self.audit is None:
+                    raise MessageError('Idempotency keys need the bridge to be built with audit=True')
+                entry.request_hash = fingerprint(action.name, entry.collection, ids, request.params)
+            body = self._run_with_retries(request, collection, ids, values, entry)
+        except Exception as error:
+            failure = _as_jet_error(error, action.name)
+            entry.outcome = 'rejected' if isinstance(failure, (InvalidParams, Forbidden, TooLarge)) else 'error'
+            entry.error = failure.message
+            entry.duration_ms = (time.perf_counter() - started) * 1000
+            if self.audit is not None:
+                self.audit.record_failure(entry)
+            log.info(
+                'action failed', extra={'action': action.name, 'collection': entry.collection,
+                                        'ids': len(entry.ids), 'outcome': entry.outcome, 'code': failure.code,
+                                        'duration_ms': round(entry.duration_ms, 2)},
+            )
+            if failure is error:
+                raise
+            raise failure from error
+        log.info(
+            'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(ids),
+                                 'outcome': 'success', 'duration_ms': round(entry.duration_ms or 0, 2)},
+        )
+        return body
+
+    def _ids(self, action: Action, collection: Collection | None, params: Mapping[str, Any]) -> list[Any]:
+        raw = raw_ids(params, self.max_ids)
+        if collection is None or not action.for_instance:
+            return []
+        ids = collection.coerce_ids(raw)
+        if not ids:
+            raise InvalidParams({'ids': 'select at least one record'})
+        if not action.bulk and len(ids) > 1:
+            raise InvalidParams({'ids': 'this action runs on one record at a time'})
+        return ids
+
+    def _run_with_retries(
+        self, request: ExecuteRequest, collection: Collection | None, ids: list[Any],
+        values: dict[str, Any], entry: AuditEntry,
+    ) -> bytes:
+        attempt = 0
+        while True:
+            attempt += 1
+            returned = [False]
+            try:
+                return self._attempt(request, collection, ids, values, entry, returned)
+            except KeyClaimed:
+                stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
+                if stored is not None:
+                    request_hash, response = stored
+                    if request_hash != entry.request_hash:
+                        raise Conflict('This idempotency key was used for a different request') from None
+                    if response is not None:
+                        return response
+                if attempt > self.retries:
+                    raise Conflict('This idempotency key is in use by a run that has not finished') from None
+            except Exception as error:
+                if returned[0] or attempt > self.retries or not database.is_retryable(error):
+                    raise
+                log.warning('retrying %r after %s (attempt %d)', request.action.name, type(error).__name__, attempt)
+            time.sleep(0.005 * attempt)
+
+    def _attempt(
+        self, request: ExecuteRequest, collection: Collection | None, ids: list[Any],
+        values: dict[str, Any], entry: AuditEntry, returned: list[bool],
+    ) -> bytes:
+        action = request.action
+        started = time.perf_counter()
+        with self.sessions() as session, session.begin():
+            if entry.idempotency_key is not None:
+                assert self.audit is not None
+                self.audit.claim(session, entry)
+            if action.timeout is not None:
+                database.apply_timeout(session, action.timeout)
+            arguments = self._arguments(session, request, collection, ids, values)
+            result = action.function(**arguments)
+            returned[0] = True
+            body = _result_body(action, result)
+            session.flush()
+            entry.outcome = 'success'
+            entry.duration_ms = (time.perf_counter() - started) * 1000
+            entry.response = body
+            if self.audit is not None:
+                self.audit.record_success(session, entry)
+        return body
+
+    def _arguments(
+        self, session: Session, request: ExecuteRequest, collection: Collection | None,
+        ids: list[Any], values: dict[str, Any],
+    ) -> dict[str, Any]:
+        action = request.action
+        references = [
+            (field, values[field.name]) for field in action.form if field.related is not None and values[field.name] is not None
+        ]
+        loads: list[tuple[Collection, list[Any]]] = [(field.related, [key]) for field, key in references]  # type: ignore[misc]
+        if action.for_instance and collection is not None:
+            loads.append((collection, ids))
+        loaded = self.catalog.load_together(session, loads, lock=action.lock) if loads else []
+        arguments = dict(values)
+        for (field, _), instances in zip(references, loaded):
+            arguments[field.name] = instances[0]
+        if action.instance_parameter is not None:
+            instances = loaded[-1]
+            arguments[action.instance_parameter] = instances if action.bulk else instances[0]
+        if action.context_parameters:
+            context = ActionContext(
+                session=session,
+                collection=collection.name if collection is not None else None,
+                model=collection.model if collection is not None else None,
+                ids=ids,
+                actor=request.actor,
+                request=request.request,
+                action=action.name,
+                params=request.params,
+            )
+            arguments.update(dict.fromkeys(action.context_parameters, context))
+        arguments.update(dict.fromkeys(action.session_parameters, session))
+        return arguments
+
+
+def _result_body(action: Action, result: Any) -> bytes:
+    """``{"result": true, ...}`` with the action's dict merged in, encoded before the commit."""
+    if result is None:
+        return b'{"result":true}'
+    if not isinstance(result, Mapping):
+        raise TypeError(f'action {action.name!r} returned {type(result).__name__}; return a dict or None')
+    return encoding.dumps({'result': True, **result})
+
+
+def _as_jet_error(error: BaseException, action: str) -> JetError:
+    """The client-facing form of any failure of a run; unexpected ones are logged with their traceback."""
+    if isinstance(error, JetError):
+        return error
+    if database.is_timeout(error):
+        return StatementTimeout(f'{action!r} ran past its timeout and was rolled back')
+    if database.is_retryable(error):
+        return DatabaseUnavailable(f'{action!r} could not take its locks; it was rolled back, try again')
+    if isinstance(error, exc.IntegrityError):
+        log.warning('action %r violated a constraint: %s', action, error.orig)
+        return Conflict(f'{action!r} conflicts with existing data; it was rolled back')
+    if database.is_unavailable(error):
+        log.error('database unavailable while running %r: %s', action, type(error).__name__)
+        return DatabaseUnavailable('The database is unavailable; nothing was changed, try again later')
+    log.error('action %r crashed', action, exc_info=error)
+    return InternalError('The action failed; it was rolled back. The server log has the details.')

@@ -1,0 +1,133 @@
+"""Who is asking: shared tokens, and Jet Admin's RS256 JWTs.
+
+``Authorization: Bearer <token>`` and ``Token <token>`` carry a shared secret,
+compared in constant time with every configured token. ``JWT <token>`` carries
+a token signed by Jet Admin; its claims become the *actor*. Nothing here calls
+out to the network, and no credential is ever logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jwt
+
+from .errors import Forbidden, Unauthorized
+
+__all__ = ['Authenticator', 'Identity']
+
+log = logging.getLogger(__name__)
+
+_SHARED_SCHEMES = frozenset({'bearer', 'token'})
+
+
+class Identity:
+    """An authenticated caller.
+
+    Attributes:
+        actor: The JWT's claims, or ``None`` for a shared token (or an insecure server).
+        read_only: The JWT's project entry says ``read_only``; it may not execute actions.
+    """
+
+    __slots__ = ('actor', 'read_only')
+
+    def __init__(self, actor: Mapping[str, Any] | None = None, read_only: bool = False) -> None:
+        self.actor = actor
+        self.read_only = read_only
+
+
+_ANONYMOUS = Identity()
+
+
+class Authenticator:
+    """Checks the ``Authorization`` header.
+
+    Args:
+        tokens: Shared tokens; any of them is accepted (for rotation).
+        jwt_public_key: The PEM public key Jet Admin signs JWTs with (RS256).
+        project: The project a JWT must grant, under its ``projects`` claim.
+        insecure: Accept every request; only for local development.
+
+    Raises:
+        ValueError: nothing is configured and ``insecure`` is false, or a JWT
+            key is given without a project.
+    """
+
+    def __init__(
+        self,
+        tokens: Sequence[str] = (),
+        *,
+        jwt_public_key: str | bytes | None = None,
+        project: str | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self._tokens = tuple(token.encode() for token in tokens if token)
+        if len(self._tokens) != len(tokens):
+            raise ValueError('an empty token would let anyone in; remove it')
+        self._jwt_key = jwt_public_key
+        self._project = project
+        if jwt_public_key is not None and not project:
+            raise ValueError('jwt_public_key= needs project=: the project a token must grant')
+        self.insecure = insecure and not self._tokens and jwt_public_key is None
+        if not (self._tokens or jwt_public_key is not None or insecure):
+            raise ValueError(
+                'no authentication is configured: pass token= (or set JET_SQLA_TOKEN), '
+                'or jwt_public_key= and project=; insecure=True runs without any'
+            )
+
+    @property
+    def configured(self) -> bool:
+        return not self.insecure
+
+    def authenticate(self, header: str | None) -> Identity:
+        """The caller's identity.
+
+        Raises:
+            Unauthorized: no header, an unknown scheme, or a credential that does not verify.
+            Forbidden: a valid JWT for another project.
+        """
+        if self.insecure:
+            return _ANONYMOUS
+        if not header:
+            raise Unauthorized('Missing Authorization header: send "Bearer <token>" or "JWT <token>"')
+        scheme, _, credential = header.partition(' ')
+        scheme = scheme.lower()
+        if not credential:
+            raise Unauthorized('Malformed Authorization header: expected "<scheme> <credential>"')
+        if scheme in _SHARED_SCHEMES:
+            if self._matches_token(credential):
+                return _ANONYMOUS
+            raise Unauthorized('Invalid token')
+        if scheme == 'jwt' and self._jwt_key is not None:
+            return self._verify_jwt(credential)
+        raise Unauthorized(f'Unsupported Authorization scheme {scheme[:20]!r}')
+
+    def _matches_token(self, credential: str) -> bool:
+        given = credential.encode('utf-8', 'surrogatepass')
+        matched = False
+        for token in self._tokens:
+            # Every token is compared, so timing reveals neither a match nor which one.
+            matched |= hmac.compare_digest(given, token)
+        return matched
+
+    def _verify_jwt(self, credential: str) -> Identity:
+        assert self._jwt_key is not None and self._project is not None
+        try:
+            claims = jwt.decode(
+                credential,
+                self._jwt_key,
+                algorithms=['RS256'],
+                options={'require': ['exp'], 'verify_aud': False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized('The JWT has expired') from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthorized(f'Invalid JWT: {type(error).__name__}') from None
+        projects = claims.get('projects')
+        grant = projects.get(self._project) if isinstance(projects, Mapping) else None
+        if not isinstance(grant, Mapping):
+            raise Forbidden('The JWT does not grant access to this project')
+        return Identity(claims, read_only=grant.get('read_only') is True)

@@ -1,0 +1,289 @@
+"""Bridge: the one entry point. It wires the catalog, actions, options, auth and HTTP layer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import falcon
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import database, encoding, http
+from .actions import Action, ActionRegistry, Allow, ExecuteRequest, Executor, ModelRef, declare_action
+from .audit import AuditLog
+from .auth import Authenticator
+from .catalog import Catalog, CollectionNamer, Target
+from .messages import Dispatcher, Handlers, default_handlers
+from .options import FieldOptions
+from .params import Param
+
+__all__ = ['Bridge']
+
+log = logging.getLogger('jet_sqla')
+
+F = TypeVar('F', bound=Callable[..., Any])
+
+INSECURE_WARNING = (
+    '\n' + '!' * 72 + '\n'
+    '!!  jet_sqla is running with insecure=True: NO AUTHENTICATION.\n'
+    '!!  Anyone who can reach this server can run every action.\n'
+    '!!  Set a token (token= or JET_SQLA_TOKEN) before exposing it.\n'
+    + '!' * 72
+)
+
+
+class Bridge:
+    """Serves the Jet messages protocol for a set of SQLAlchemy models.
+
+    Args:
+        target: A ``DeclarativeBase`` subclass, a ``registry``, or a ``MetaData``
+            (its tables are automapped to classes).
+        engine: The engine actions run on.
+        token: A shared token, or several (for rotation). Defaults to the
+            comma-separated ``JET_SQLA_TOKEN``.
+        insecure: Run with no authentication at all; logs a loud warning.
+        jwt_public_key: Jet Admin's RS256 public key (PEM text, or a path to
+            it). Defaults to ``JET_SQLA_JWT_PUBLIC_KEY``.
+        project: The project a JWT must grant. Defaults to ``JET_SQLA_PROJECT``.
+        collection_name: Names a collection from its mapper.
+        labels: The label column per model or collection name, for options.
+        prefix: The URL prefix of every route.
+        max_body_size: Bodies over this many bytes get a 413.
+        max_ids: Requests naming more ids get a 413.
+        audit: Log every run in ``jet_sqla_action_log`` and allow idempotency keys.
+        console: Serve the console page at ``{prefix}/console/``.
+        cors_origins: Origins a browser may call from; ``None`` turns CORS off.
+        retries: How many times a deadlocked run is retried.
+        default_schema: The schema whose tables get unprefixed names.
+
+    Raises:
+        ValueError: no authentication is configured and ``insecure`` is false.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        engine: sa.Engine | None = None,
+        token: str | Sequence[str] | None = None,
+        insecure: bool = False,
+        jwt_public_key: str | bytes | None = None,
+        project: str | None = None,
+        collection_name: CollectionNamer | None = None,
+        labels: Mapping[type[Any] | str, str] | None = None,
+        prefix: str = '/api',
+        max_body_size: int = 1024 * 1024,
+        max_ids: int = 100_000,
+        audit: bool = False,
+        console: bool = False,
+        cors_origins: str | list[str] | None = '*',
+        retries: int = 3,
+        default_schema: str | None = None,
+    ) -> None:
+        if engine is None:
+            raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
+        self.engine = engine
+        database.install(engine)
+        self.authenticator = Authenticator(
+            _tokens(token),
+            jwt_public_key=_public_key(jwt_public_key),
+            project=project or os.environ.get('JET_SQLA_PROJECT') or None,
+            insecure=insecure,
+        )
+        if self.authenticator.insecure:
+            log.warning(INSECURE_WARNING)
+        self.catalog = Catalog(target, collection_name=collection_name, labels=labels,
+                               default_schema=default_schema)
+        self.sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        self.actions = ActionRegistry()
+        self.options = FieldOptions(self.catalog)
+        self.audit = AuditLog(engine) if audit else None
+        #: Handler-style functions for this bridge only; module-level ones apply too.
+        self.messages = Handlers(parent=default_handlers)
+        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
+        self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
+                                     self.sessions, self.messages)
+        self.prefix = prefix
+        self.max_body_size = max_body_size
+        self.console = console
+        self.cors_origins = cors_origins
+
+    @classmethod
+    def reflect(
+        cls,
+        database_url: str | sa.Engine,
+        *,
+        schemas: Sequence[str | None] = (None,),
+        **kwargs: Any,
+    ) -> Bridge:
+        """Serve every table of an existing database that has no models.
+
+        Tables are reflected once, here, with their foreign keys and enum types,
+        and automapped to classes.
+
+        Args:
+            database_url: A URL, or an engine.
+            schemas: The schemas to reflect; ``None`` is the default schema.
+            **kwargs: As for :class:`Bridge`.
+        """
+        engine = database_url if isinstance(database_url, sa.Engine) else sa.create_engine(
+            database_url, pool_pre_ping=True
+        )
+        metadata = sa.MetaData()
+        for schema in schemas:
+            metadata.reflect(engine, schema=schema)
+        kwargs.setdefault('default_schema', sa.inspect(engine).default_schema_name)
+        return cls(metadata, engine=engine, **kwargs)
+
+    def collection_name(self, model: type[Any] | str) -> str:
+        """The collection name of a mapped class (``'users'``, or ``'schema.table'``)."""
+        return self.catalog.get(model).name
+
+    @overload
+    def action(self, function: F, /) -> F: ...
+
+    @overload
+    def action(
+        self,
+        function: None = None,
+        /,
+        *,
+        model: ModelRef | Sequence[ModelRef] | None = None,
+        for_instance: bool = False,
+        bulk: bool = False,
+        params: Sequence[Param] | None = None,
+        lock: bool = False,
+        allow: Allow | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+        label: str | None = None,
+        description: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
+        """Declare an action; the function is returned unchanged.
+
+        Args:
+            model: A mapped class, a collection name, or a list of either;
+                ``None`` makes a common action.
+            for_instance: The action runs on selected records, passed as the
+                first parameter.
+            bulk: All selected records arrive in one call, as a list.
+            params: An explicit form, for functions that take ``**kwargs``.
+            lock: Load the records (and ForeignKey params) ``FOR UPDATE``.
+            allow: ``allow(actor) -> bool`` decides who may run it.
+            timeout: Seconds each statement may take, where the database supports it.
+            name: The action's name; the function's name by default.
+            label: What the operator reads.
+            description: Help text; the docstring by default.
+
+        Raises:
+            TypeError, ValueError, NotFound: the declaration cannot work.
+        """
+
+        def register(func: F) -> F:
+            self.actions.add(declare_action(func, self.catalog, **options))
+            return func
+
+        return register(function) if function is not None else register
+
+    def field_options(self, target: type[Any] | str | Callable[..., Any], field: str) -> Callable[[F], F]:
+        """Declare the options of a field, overriding derived ones.
+
+        Args:
+            target: A mapped class or collection name (for its column or field
+                ``field``), or an action's function (for its param ``field``).
+            field: The field name.
+
+        The decorated function receives, by name, any of ``form``, ``q``,
+        ``limit``, ``offset``, ``after``, ``session`` and ``actor``, and returns
+        a list of :class:`Option` (or ``{"value", "name", "color"}`` dicts).
+        """
+        action = self._action_of(target)
+
+        def register(func: F) -> F:
+            if action is not None:
+                if action.form.get(field) is None:
+                    raise ValueError(f'action {action.name!r} has no param {field!r}')
+                self.options.add_custom('action', action.name, field, func)
+            else:
+                collection = self.catalog.get(target)  # type: ignore[arg-type]
+                self.options.add_custom('collection', collection.name, field, func)
+            return func
+
+        return register
+
+    def _action_of(self, target: Any) -> Action | None:
+        if isinstance(target, str) or target in self.catalog:
+            return None
+        action = self.actions.for_function(target)
+        if action is None:
+            raise ValueError(f'{target!r} is neither a mapped class, a collection, nor a declared action')
+        return action
+
+    def execute(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        actor: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Run an action as execute_action would, without HTTP; returns the decoded response."""
+        action = self.actions.get(name)
+        if action is None:
+            from .errors import NotFound
+            raise NotFound(f'Unknown action {name!r}')
+        body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
+                                                    idempotency_key=idempotency_key))
+        result: dict[str, Any] = encoding.loads(body)
+        return result
+
+    def mount(self, app: falcon.App) -> falcon.App:
+        """Add jet_sqla's routes to an app you already have.
+
+        Raises:
+            RuntimeError: ``audit=True`` and the log table does not exist.
+        """
+        if self.audit is not None:
+            self.audit.check_ready()
+        if self.authenticator.insecure:
+            log.warning(INSECURE_WARNING)
+        http.add_routes(app, **self._route_options())
+        return app
+
+    def wsgi_app(self) -> falcon.App:
+        """A Falcon app serving this bridge: ``gunicorn 'myapp.jet:app'`` with ``app = bridge.wsgi_app()``."""
+        if self.audit is not None:
+            self.audit.check_ready()
+        return http.create_app(cors_origins=self.cors_origins, **self._route_options())
+
+    def _route_options(self) -> dict[str, Any]:
+        return {
+            'dispatcher': self.dispatcher,
+            'authenticator': self.authenticator,
+            'engine': self.engine,
+            'prefix': self.prefix,
+            'max_body_size': self.max_body_size,
+            'console': self.console,
+        }
+
+
+def _tokens(token: str | Sequence[str] | None) -> list[str]:
+    if token is None:
+        token = os.environ.get('JET_SQLA_TOKEN') or None
+        return [part.strip() for part in token.split(',') if part.strip()] if token else []
+    return [token] if isinstance(token, str) else list(token)
+
+
+def _public_key(key: str | bytes | None) -> str | bytes | None:
+    if key is None:
+        key = os.environ.get('JET_SQLA_JWT_PUBLIC_KEY') or None
+    if isinstance(key, str) and not key.lstrip().startswith('-----') and Path(key).is_file():
+        return Path(key).read_text()
+    return key

@@ -1,0 +1,256 @@
+"""The HTTP layer: Falcon resources, error mapping and body limits.
+
+This is the only module that knows Falcon. It authenticates, reads the body,
+hands the message to :class:`~jet_sqla.messages.Dispatcher`, and writes the
+bytes it gets back. Every error, the framework's own included, leaves as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from typing import Any
+
+import falcon
+import sqlalchemy as sa
+
+from . import encoding
+from .auth import Authenticator
+from .errors import (
+    ActionError,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InternalError,
+    InvalidParams,
+    JetError,
+    MessageError,
+    NotFound,
+    StatementTimeout,
+    TooLarge,
+    Unauthorized,
+)
+from .messages import Dispatcher
+
+__all__ = ['HealthResource', 'MessagesResource', 'add_routes', 'create_app', 'to_http_error']
+
+log = logging.getLogger(__name__)
+
+JSON = 'application/json'
+
+
+class _Detailed:
+    """Adds domain details (``fields``, ``missing_ids``…) to Falcon's error body."""
+
+    details: dict[str, Any]
+
+    def to_dict(self, obj_type: type[dict[str, Any]] = dict) -> dict[str, Any]:
+        body = super().to_dict(obj_type)  # type: ignore[misc]
+        body.update(self.details)
+        return body
+
+
+class BadRequest(_Detailed, falcon.HTTPBadRequest):
+    pass
+
+
+class Unauthenticated(_Detailed, falcon.HTTPUnauthorized):
+    pass
+
+
+class Refused(_Detailed, falcon.HTTPForbidden):
+    pass
+
+
+class Missing(_Detailed, falcon.HTTPNotFound):
+    pass
+
+
+class Clash(_Detailed, falcon.HTTPConflict):
+    pass
+
+
+class PayloadTooLarge(_Detailed, falcon.HTTPContentTooLarge):
+    pass
+
+
+class Unavailable(_Detailed, falcon.HTTPServiceUnavailable):
+    pass
+
+
+class Timeout(_Detailed, falcon.HTTPGatewayTimeout):
+    pass
+
+
+class ServerError(_Detailed, falcon.HTTPInternalServerError):
+    pass
+
+
+# Most specific first: RecordsNotFound is a NotFound, and so on.
+_ERROR_CLASSES: tuple[tuple[type[JetError], type[falcon.HTTPError]], ...] = (
+    (InvalidParams, BadRequest),
+    (MessageError, BadRequest),
+    (ActionError, BadRequest),
+    (NotFound, Missing),
+    (Unauthorized, Unauthenticated),
+    (Forbidden, Refused),
+    (Conflict, Clash),
+    (TooLarge, PayloadTooLarge),
+    (DatabaseUnavailable, Unavailable),
+    (StatementTimeout, Timeout),
+    (InternalError, ServerError),
+)
+
+
+def to_http_error(error: JetError) -> falcon.HTTPError:
+    """The Falcon error for a domain error, carrying its code, message and details."""
+    http_class: type[falcon.HTTPError] = ServerError
+    for domain_class, candidate in _ERROR_CLASSES:
+        if isinstance(error, domain_class):
+            http_class = candidate
+            break
+    kwargs: dict[str, Any] = {'description': error.message, 'code': error.code}
+    if http_class is Unauthenticated:
+        kwargs['challenges'] = ['Bearer', 'JWT']
+    if http_class is Unavailable:
+        kwargs['retry_after'] = 1
+    http_error = http_class(**kwargs)
+    http_error.details = error.details()  # type: ignore[attr-defined]
+    return http_error
+
+
+def _handle_jet_error(req: falcon.Request, resp: falcon.Response, error: JetError, params: Any) -> None:
+    raise to_http_error(error)
+
+
+def _handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    if isinstance(error, falcon.HTTPError):
+        raise error  # already a proper client-facing error
+    log.error('unhandled error on %s %s', req.method, req.path, exc_info=error)
+    raise ServerError(description='Internal error. The server log has the details.', code='internal_error')
+
+
+def _serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    # Always JSON, whatever the client's Accept header asks for.
+    resp.data = encoding.dumps(error.to_dict())
+    resp.content_type = JSON
+    resp.append_header('Vary', 'Accept')
+
+
+class MessagesResource:
+    """``POST {prefix}/messages/``: the whole Jet protocol.
+
+    Args:
+        dispatcher: Answers messages.
+        authenticator: Checks the Authorization header.
+        max_body_size: Larger bodies get a 413 before they are read.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, authenticator: Authenticator, max_body_size: int) -> None:
+        self.dispatcher = dispatcher
+        self.authenticator = authenticator
+        self.max_body_size = max_body_size
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        identity = self.authenticator.authenticate(req.get_header('Authorization'))
+        message = self._read_message(req)
+        resp.data = self.dispatcher.dispatch(
+            message.get('name'),
+            message.get('params'),
+            identity,
+            req,
+            idempotency_key=req.get_header('Idempotency-Key'),
+        )
+        resp.content_type = JSON
+
+    def _read_message(self, req: falcon.Request) -> dict[str, Any]:
+        limit = self.max_body_size
+        if req.content_length is not None and req.content_length > limit:
+            raise to_http_error(TooLarge(f'The body is over the limit of {limit} bytes'))
+        body = req.bounded_stream.read(limit + 1)
+        if len(body) > limit:
+            raise to_http_error(TooLarge(f'The body is over the limit of {limit} bytes'))
+        if not body.strip():
+            raise to_http_error(MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
+                                             code='invalid_json'))
+        try:
+            message = encoding.loads(body)
+        except encoding.DecodeError as error:
+            raise to_http_error(MessageError(f'The body is not valid JSON: {error}', code='invalid_json')) from None
+        if not isinstance(message, dict):
+            raise to_http_error(MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
+                                             code='invalid_json'))
+        return message
+
+
+class HealthResource:
+    """``GET {prefix}/health``: 200 when the database answers, 503 when it does not. No auth."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text('SELECT 1'))
+        except sa.exc.SQLAlchemyError as error:
+            log.warning('health check: database unavailable (%s)', type(error).__name__)
+            resp.status = falcon.HTTP_503
+            resp.data = b'{"status":"unavailable","database":"unreachable"}'
+        else:
+            resp.data = b'{"status":"ok"}'
+        resp.content_type = JSON
+
+
+class StaticDocumentResource:
+    """Serves fixed bytes, such as the OpenAPI document. No auth."""
+
+    def __init__(self, body: bytes, content_type: str = JSON) -> None:
+        self.body = body
+        self.content_type = content_type
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = self.body
+        resp.content_type = self.content_type
+
+
+def add_routes(
+    app: falcon.App,
+    *,
+    dispatcher: Dispatcher,
+    authenticator: Authenticator,
+    engine: sa.Engine,
+    prefix: str = '/api',
+    max_body_size: int = 1024 * 1024,
+    console: bool = False,
+    openapi: bytes | None = None,
+) -> None:
+    """Add jet_sqla's routes, and the handler that turns domain errors into JSON, to ``app``."""
+    prefix = '/' + prefix.strip('/') if prefix.strip('/') else ''
+    messages = MessagesResource(dispatcher, authenticator, max_body_size)
+    # Both spellings, so that the path works whatever the app's trailing-slash option.
+    app.add_route(f'{prefix}/messages/', messages)
+    app.add_route(f'{prefix}/messages', messages)
+    app.add_route(f'{prefix}/health', HealthResource(engine))
+    if openapi is not None:
+        app.add_route(f'{prefix}/openapi.json', StaticDocumentResource(openapi))
+    if console:
+        directory = importlib.resources.files('jet_sqla') / 'console'
+        app.add_static_route(f'{prefix}/console', str(directory), fallback_filename='index.html')
+    app.add_error_handler(JetError, _handle_jet_error)
+
+
+def create_app(cors_origins: str | list[str] | None = '*', **routes: Any) -> falcon.App:
+    """A Falcon app that serves jet_sqla's routes and answers every error in JSON.
+
+    Args:
+        cors_origins: Origins allowed to call from a browser (Jet Admin runs in
+            one); ``'*'`` is safe because credentials travel in a header, not a cookie.
+        **routes: Passed to :func:`add_routes`.
+    """
+    middleware = [falcon.CORSMiddleware(allow_origins=cors_origins)] if cors_origins else []
+    app = falcon.App(middleware=middleware)
+    app.add_error_handler(Exception, _handle_unexpected)
+    app.set_error_serializer(_serialize_error)
+    add_routes(app, **routes)
+    return app

@@ -1,0 +1,286 @@
+"""Message dispatch by name, and the handler-style API of the reference bridge.
+
+Code written for the reference bridge keeps working once its import changes::
+
+    from jet_sqla import messages
+    messages.add_handler(messages.GET_ACTION_LIST, get_action_list)
+
+Handlers registered with :func:`add_handler` apply to every bridge in the
+process; ``bridge.messages.add_handler`` applies to one bridge only. Handlers
+take ``(name, params)`` or ``(params)``. Declared actions and derived options
+answer first; handlers answer the rest.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import encoding
+from .actions import ActionRegistry, ExecuteRequest, Executor
+from .auth import Identity
+from .catalog import Catalog, Collection
+from .errors import Forbidden, InvalidParams, MessageError, NotFound
+from .fields import field_for_column_type
+from .options import FieldOptions, OptionsSource, parse_query
+
+__all__ = [
+    'EXECUTE_ACTION',
+    'GET_ACTION_LIST',
+    'GET_ELEMENT_STATUS',
+    'GET_FIELD_OPTIONS',
+    'LIST_RECORDS',
+    'Dispatcher',
+    'Handlers',
+    'add_handler',
+    'get_handler',
+]
+
+log = logging.getLogger(__name__)
+
+GET_ACTION_LIST = 'get_action_list'
+EXECUTE_ACTION = 'execute_action'
+GET_FIELD_OPTIONS = 'get_field_options'
+GET_ELEMENT_STATUS = 'get_element_status'
+#: jet_sqla's read-only listing of a collection's rows, used by the console.
+LIST_RECORDS = 'list_records'
+
+Handler = Callable[..., Any]
+
+
+class Handlers:
+    """Handler-style functions by message name."""
+
+    def __init__(self, parent: Handlers | None = None) -> None:
+        self._handlers: dict[str, Callable[[str, Any], Any]] = {}
+        self._parent = parent
+
+    def add_handler(self, message_name: str, func: Handler) -> None:
+        """Answer ``message_name`` with ``func(name, params)`` or ``func(params)``."""
+        self._handlers[message_name] = _adapt(func)
+
+    def get_handler(self, message_name: str) -> Callable[[str, Any], Any] | None:
+        handler = self._handlers.get(message_name)
+        if handler is None and self._parent is not None:
+            return self._parent.get_handler(message_name)
+        return handler
+
+    def clear(self) -> None:
+        self._handlers.clear()
+
+
+def _adapt(func: Handler) -> Callable[[str, Any], Any]:
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return func
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    if len(positional) == 1 and not varargs:
+        return lambda name, params: func(params)
+    return func
+
+
+#: Handlers for every bridge in the process.
+default_handlers = Handlers()
+
+
+def add_handler(message_name: str, func: Handler) -> None:
+    """Register a handler for every bridge in the process (as the reference bridge did)."""
+    default_handlers.add_handler(message_name, func)
+
+
+def get_handler(message_name: str) -> Callable[[str, Any], Any] | None:
+    return default_handlers.get_handler(message_name)
+
+
+class Dispatcher:
+    """Answers one message. Returns the JSON body as bytes.
+
+    Args:
+        catalog: The collections.
+        actions: The declared actions.
+        field_options: Custom and derived option sources.
+        executor: Runs execute_action.
+        sessions: Makes read sessions for options and listings.
+        handlers: This bridge's handler-style functions.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        actions: ActionRegistry,
+        field_options: FieldOptions,
+        executor: Executor,
+        sessions: sessionmaker[Session],
+        handlers: Handlers,
+    ) -> None:
+        self.catalog = catalog
+        self.actions = actions
+        self.field_options = field_options
+        self.executor = executor
+        self.sessions = sessions
+        self.handlers = handlers
+        self._action_list: tuple[int, list[dict[str, Any]], bytes] | None = None
+        self._routes: dict[str, Callable[[Any, Identity, Any], bytes]] = {
+            GET_ACTION_LIST: self.get_action_list,
+            EXECUTE_ACTION: self.execute_action,
+            GET_FIELD_OPTIONS: self.get_field_options,
+            LIST_RECORDS: self.list_records,
+        }
+
+    def dispatch(self, name: Any, params: Any, identity: Identity, request: Any = None, *,
+                 idempotency_key: str | None = None) -> bytes:
+        """Answer the message ``name``.
+
+        Raises:
+            JetError: a message, action, collection or field that does not exist, or a failed run.
+        """
+        if not isinstance(name, str) or not name:
+            raise MessageError('"name" must be a non-empty string naming the message', code='missing_name')
+        params = _decode_params(params, 'params')
+        if name == EXECUTE_ACTION:
+            return self.execute_action(params, identity, request, idempotency_key=idempotency_key)
+        route = self._routes.get(name)
+        if route is not None:
+            return route(params, identity, request)
+        handler = self.handlers.get_handler(name)
+        if handler is None:
+            known = ', '.join(sorted(self._routes))
+            raise MessageError(f'Unknown message {name[:100]!r}; this server answers {known}', code='unknown_message')
+        return _encode_handler_result(handler(name, params))
+
+    def action_list(self) -> list[dict[str, Any]]:
+        """The declared actions as ``get_action_list`` describes them."""
+        return self._cached_action_list()[0]
+
+    def _cached_action_list(self) -> tuple[list[dict[str, Any]], bytes]:
+        # PERF: the list only changes when an action is declared; its bytes are reused.
+        if self._action_list is None or self._action_list[0] != len(self.actions):
+            described = [action.describe() for action in self.actions]
+            self._action_list = (len(self.actions), described, encoding.dumps(described))
+        return self._action_list[1], self._action_list[2]
+
+    def get_action_list(self, params: Any, identity: Identity, request: Any) -> bytes:
+        described, body = self._cached_action_list()
+        handler = self.handlers.get_handler(GET_ACTION_LIST)
+        if handler is None:
+            return body
+        declared = {item['name'] for item in described}
+        extra = handler(GET_ACTION_LIST, params) or []
+        if not isinstance(extra, list):
+            raise TypeError(f'the {GET_ACTION_LIST} handler returned {type(extra).__name__}, not a list')
+        return encoding.dumps(described + [item for item in extra if item.get('name') not in declared])
+
+    def execute_action(self, params: Any, identity: Identity, request: Any, *,
+                       idempotency_key: str | None = None) -> bytes:
+        if identity.read_only:
+            raise Forbidden('Read-only users may not execute actions')
+        name = params.get('name', params.get('action'))
+        action = self.actions.get(name) if isinstance(name, str) else None
+        if action is None:
+            handler = self.handlers.get_handler(EXECUTE_ACTION)
+            if handler is not None:
+                return _encode_handler_result(handler(EXECUTE_ACTION, params), default=b'{"result":true}')
+            raise NotFound(f'Unknown action {str(name)[:100]!r}')
+        form = _decode_params(params.get('params'), 'params.params')
+        key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
+            raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
+        return self.executor.execute(
+            ExecuteRequest(action, collection=params.get('model'), params=form, actor=identity.actor,
+                           request=request, idempotency_key=key)
+        )
+
+    def get_field_options(self, params: Any, identity: Identity, request: Any) -> bytes:
+        field = params.get('field')
+        if not isinstance(field, str) or not field:
+            raise InvalidParams({'field': 'expected the name of a field'})
+        query = parse_query(params, identity.actor)
+        source = self._options_source(params, field)
+        if source is None:
+            handler = self.handlers.get_handler(GET_FIELD_OPTIONS)
+            if handler is not None:
+                return _encode_handler_result(handler(GET_FIELD_OPTIONS, params), default=b'[]')
+            owner = params.get('action') or params.get('model')
+            raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options')
+        if source.needs_session:
+            with self.sessions() as session:
+                options = source.options(session, query)
+        else:
+            options = source.options(None, query)
+        return encoding.dumps([option.to_dict() for option in options])
+
+    def _options_source(self, params: Mapping[str, Any], field: str) -> OptionsSource | None:
+        action_name = params.get('action')
+        if action_name is not None:
+            action = self.actions.get(action_name) if isinstance(action_name, str) else None
+            if action is None:
+                if self.handlers.get_handler(GET_FIELD_OPTIONS) is not None:
+                    return None
+                raise NotFound(f'Unknown action {str(action_name)[:100]!r}')
+            custom = self.field_options.custom('action', action.name, field)
+            if custom is not None:
+                return custom
+            form_field = action.form.get(field)
+            if form_field is None and self.handlers.get_handler(GET_FIELD_OPTIONS) is None:
+                raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
+            return form_field.options if form_field is not None else None
+        collection = self._collection(params.get('model'), allow_handler=True)
+        return self.field_options.for_column(collection, field) if collection is not None else None
+
+    def _collection(self, name: Any, *, allow_handler: bool = False) -> Collection | None:
+        if not isinstance(name, str) or not name:
+            raise InvalidParams({'model': 'expected a collection name'})
+        if name in self.catalog:
+            return self.catalog.get(name)
+        if allow_handler and self.handlers.get_handler(GET_FIELD_OPTIONS) is not None:
+            return None
+        raise NotFound(f'Unknown collection {name[:100]!r}')
+
+    def list_records(self, params: Any, identity: Identity, request: Any) -> bytes:
+        collection = self._collection(params.get('model'))
+        assert collection is not None
+        query = parse_query({'limit': params.get('limit', 20), 'offset': params.get('offset')})
+        table = collection.table
+        order = list(table.primary_key.columns)
+        statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
+        with self.sessions() as session:
+            rows = session.execute(statement).mappings().all()
+        records = [{key: _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
+        return encoding.dumps({
+            'pk': collection.pk.key if collection.pk is not None else None,
+            'columns': [{'name': column.key, 'field': field_for_column_type(column.type).value}
+                        for column in table.columns],
+            'records': records,
+            'has_more': len(rows) > query.limit,
+        })
+
+
+def _listable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f'<{len(value)} bytes>'
+    return value
+
+
+def _decode_params(value: Any, where: str) -> dict[str, Any]:
+    """``params`` as an object; a string holding JSON is decoded, as the reference did."""
+    if value is None or value == '':
+        return {}
+    if isinstance(value, str):
+        try:
+            value = encoding.loads(value)
+        except encoding.DecodeError:
+            raise MessageError(f'"{where}" is a string but not valid JSON', code='invalid_params') from None
+    if not isinstance(value, dict):
+        raise MessageError(f'"{where}" must be an object', code='invalid_params')
+    return value
+
+
+def _encode_handler_result(result: Any, default: bytes = b'null') -> bytes:
+    return default if result is None else encoding.dumps(result)

@@ -1,0 +1,337 @@
+"""Choices for select boxes: derived from Enum and foreign-key columns, or user-provided.
+
+A *source* answers ``options(session, request)`` with a list of :class:`Option`.
+Enum sources are computed once; foreign-key sources run one ``SELECT … LIMIT``
+per request; custom sources call the user's function with the arguments it
+asks for by name.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .catalog import Catalog, Collection
+from .errors import InvalidParams
+
+__all__ = [
+    'DEFAULT_LIMIT',
+    'MAX_LIMIT',
+    'CustomOptions',
+    'EnumOptions',
+    'ForeignKeyOptions',
+    'Option',
+    'OptionsQuery',
+    'OptionsSource',
+    'column_options',
+    'humanize',
+    'stable_color',
+]
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+#: Jet Admin's named colors. A value always gets the same one.
+PALETTE = ('blue', 'green', 'orange', 'purple', 'red', 'teal', 'yellow', 'pink', 'indigo', 'gray')
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One choice of a select box.
+
+    Attributes:
+        value: What is submitted, and what the database stores.
+        name: The label the operator reads.
+        color: A Jet color name; derived from ``value`` when not given.
+    """
+
+    value: Any
+    name: str
+    color: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'value': self.value,
+            'name': self.name,
+            'color': self.color if self.color is not None else stable_color(self.value),
+        }
+
+    @classmethod
+    def of(cls, item: Option | Mapping[str, Any] | Sequence[Any] | Any) -> Option:
+        """Accept an ``Option``, a ``{"value", "name", "color"}`` mapping, a tuple, or a bare value."""
+        if isinstance(item, Option):
+            return item
+        if isinstance(item, Mapping):
+            return cls(item['value'], str(item.get('name', item['value'])), item.get('color'))
+        if isinstance(item, (tuple, list)):
+            return cls(*item)
+        return cls(item, str(item))
+
+
+def stable_color(value: Any) -> str:
+    """A color that depends only on ``value``: the same in every process and every run."""
+    digest = hashlib.blake2b(str(value).encode('utf-8', 'surrogatepass'), digest_size=4).digest()
+    return PALETTE[int.from_bytes(digest, 'big') % len(PALETTE)]
+
+
+_WORD_BREAK = re.compile(r'[_\-\s]+|(?<=[a-z0-9])(?=[A-Z])')
+
+
+def humanize(text: str) -> str:
+    """``'IN_PROGRESS'`` or ``'inProgress'`` -> ``'In progress'``."""
+    words = [word for word in _WORD_BREAK.split(str(text)) if word]
+    phrase = ' '.join(words).lower()
+    return phrase[:1].upper() + phrase[1:] if phrase else str(text)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsQuery:
+    """What a client asked of a select box.
+
+    Attributes:
+        form: The other values of the form, which options may depend on.
+        q: A search term, matched case-insensitively.
+        limit: At most this many options (1 to :data:`MAX_LIMIT`).
+        offset: Skip this many.
+        after: Keyset paging: only values after this one.
+    """
+
+    form: Mapping[str, Any] = field(default_factory=dict)
+    q: str | None = None
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    after: Any = None
+    actor: Mapping[str, Any] | None = None
+
+
+class OptionsSource:
+    """Answers the options of one field."""
+
+    needs_session = False
+
+    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+        raise NotImplementedError
+
+    def static(self) -> list[Option] | None:
+        """Options known without a request, sent in the action list; ``None`` if dynamic."""
+        return None
+
+
+class EnumOptions(OptionsSource):
+    """The members of an Enum, computed once."""
+
+    def __init__(self, options: Sequence[Option]) -> None:
+        self._options = list(options)
+
+    @classmethod
+    def from_enum_class(cls, enum_class: type[enum.Enum]) -> EnumOptions:
+        """Options for a Python ``Enum`` param: the value is the member's value."""
+        return cls([Option(_wire_value(member), humanize(member.name)) for member in enum_class])
+
+    @classmethod
+    def from_column_type(cls, column_type: sa.Enum) -> EnumOptions:
+        """Options for an Enum column: the value is exactly what the database stores."""
+        enum_class = column_type.enum_class
+        if enum_class is not None:
+            members = list(enum_class)
+            labels = [humanize(member.name) for member in members]
+            return cls([Option(stored, label) for stored, label in zip(column_type.enums, labels)])
+        return cls([Option(stored, humanize(stored)) for stored in column_type.enums])
+
+    def static(self) -> list[Option]:
+        return list(self._options)
+
+    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+        found = self._options
+        if query.q:
+            needle = query.q.casefold()
+            found = [o for o in found if needle in o.name.casefold() or needle in str(o.value).casefold()]
+        return found[query.offset : query.offset + query.limit]
+
+
+def _wire_value(member: enum.Enum) -> Any:
+    value = member.value
+    return value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else member.name
+
+
+class ForeignKeyOptions(OptionsSource):
+    """Rows of a related collection: ``value`` is the key, ``name`` the row's label.
+
+    Each request runs one ``SELECT value, label … ORDER BY value LIMIT n``; a
+    table of millions of rows is never loaded whole. ``after`` pages by key
+    instead of by offset, which stays fast on deep pages.
+    """
+
+    needs_session = True
+
+    def __init__(self, related: Collection, value_column: sa.Column[Any] | None = None) -> None:
+        self.related = related
+        column = value_column if value_column is not None else related.pk
+        if column is None:
+            raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
+        self.value_column: sa.Column[Any] = column
+
+    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+        assert session is not None
+        value, label = self.value_column, self.related.label
+        statement = sa.select(value, label).order_by(value).limit(query.limit).offset(query.offset)
+        if query.q:
+            searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
+            statement = statement.where(searchable.icontains(query.q, autoescape=True))
+        if query.after is not None:
+            try:
+                after = self.related.coerce_id(query.after)
+            except ValueError as error:
+                raise InvalidParams({'after': str(error)}) from None
+            statement = statement.where(value > after)
+        return [
+            Option(row[0], str(row[1]) if row[1] is not None else str(row[0]))
+            for row in session.execute(statement)
+        ]
+
+
+#: The arguments a custom options function may ask for, by name.
+CUSTOM_ARGUMENTS = ('form', 'q', 'limit', 'offset', 'after', 'session', 'actor')
+
+
+class CustomOptions(OptionsSource):
+    """A user's function. It receives, by name, whichever of :data:`CUSTOM_ARGUMENTS` it declares."""
+
+    def __init__(self, function: Callable[..., Iterable[Any]]) -> None:
+        self.function = function
+        parameters = inspect.signature(function).parameters
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        self._arguments = tuple(name for name in CUSTOM_ARGUMENTS if takes_all or name in parameters)
+        unknown = [
+            name
+            for name, parameter in parameters.items()
+            if name not in CUSTOM_ARGUMENTS
+            and parameter.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+            and parameter.default is inspect.Parameter.empty
+        ]
+        if unknown:
+            raise TypeError(
+                f'options function {function.__qualname__} asks for {", ".join(unknown)}; '
+                f'it may take only {", ".join(CUSTOM_ARGUMENTS)}'
+            )
+        self.needs_session = 'session' in self._arguments
+
+    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+        available = {
+            'form': dict(query.form),
+            'q': query.q,
+            'limit': query.limit,
+            'offset': query.offset,
+            'after': query.after,
+            'session': session,
+            'actor': query.actor,
+        }
+        result = self.function(**{name: available[name] for name in self._arguments})
+        return [Option.of(item) for item in result]
+
+
+def column_options(catalog: Catalog, collection: Collection, column: sa.Column[Any]) -> OptionsSource | None:
+    """The options a column gets with no user code: Enum members, or related rows."""
+    if isinstance(column.type, sa.Enum):
+        return EnumOptions.from_column_type(column.type)
+    for foreign_key in column.foreign_keys:
+        referenced = foreign_key.column
+        if not isinstance(referenced.table, sa.Table):
+            continue
+        related = catalog.for_table(referenced.table)
+        if related is not None and len(column.foreign_keys) == 1:
+            return ForeignKeyOptions(related, referenced)
+    return None
+
+
+def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = None) -> OptionsQuery:
+    """Read ``form``, ``q``, ``limit``, ``offset`` and ``after`` from a message's params.
+
+    Raises:
+        InvalidParams: naming every bad one.
+    """
+    errors: dict[str, str] = {}
+    form = params.get('form') or {}
+    if not isinstance(form, Mapping):
+        errors['form'] = 'expected an object'
+        form = {}
+    q = params.get('q')
+    if q is not None and not isinstance(q, str):
+        errors['q'] = 'expected a string'
+    elif q is not None and '\x00' in q:
+        errors['q'] = 'must not contain NUL characters'
+    limit = _bounded_int(params.get('limit'), DEFAULT_LIMIT, 1, MAX_LIMIT, 'limit', errors)
+    offset = _bounded_int(params.get('offset'), 0, 0, 2**62, 'offset', errors)
+    if errors:
+        raise InvalidParams(errors)
+    return OptionsQuery(form=form, q=q or None, limit=limit, offset=offset, after=params.get('after'), actor=actor)
+
+
+def _bounded_int(raw: Any, default: int, low: int, high: int, name: str, errors: dict[str, str]) -> int:
+    if raw is None or raw == '':
+        return default
+    if isinstance(raw, bool):
+        errors[name] = 'expected an integer'
+        return default
+    try:
+        number = int(raw)
+    except (TypeError, ValueError):
+        errors[name] = 'expected an integer'
+        return default
+    if isinstance(raw, float) and not raw.is_integer():
+        errors[name] = 'expected an integer'
+        return default
+    if not low <= number <= high:
+        errors[name] = f'must be between {low} and {high}'
+        return default
+    return number
+
+
+class FieldOptions:
+    """Where every select box's options come from: custom functions first, then derived ones.
+
+    Derived column options are worked out once per collection, when first asked.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._custom: dict[tuple[str, str, str], CustomOptions] = {}
+        self._derived: dict[str, dict[str, OptionsSource]] = {}
+
+    def add_custom(self, kind: str, owner: str, field: str, function: Callable[..., Iterable[Any]]) -> None:
+        """Register ``function`` for ``field`` of the collection or action ``owner``.
+
+        Raises:
+            ValueError: the field already has a custom options function.
+        """
+        key = (kind, owner, field)
+        if key in self._custom:
+            raise ValueError(f'{kind} {owner!r} already has an options function for {field!r}')
+        self._custom[key] = CustomOptions(function)
+
+    def custom(self, kind: str, owner: str, field: str) -> CustomOptions | None:
+        return self._custom.get((kind, owner, field))
+
+    def derived(self, collection: Collection) -> dict[str, OptionsSource]:
+        """The options every column of ``collection`` gets with no user code, by column key."""
+        sources = self._derived.get(collection.name)
+        if sources is None:
+            sources = {}
+            for column in collection.table.columns:
+                source = column_options(self.catalog, collection, column)
+                if source is not None:
+                    sources[column.key] = source
+            self._derived[collection.name] = sources
+        return sources
+
+    def for_column(self, collection: Collection, field: str) -> OptionsSource | None:
+        """The source of a collection field's options, or ``None``."""
+        return self.custom('collection', collection.name, field) or self.derived(collection).get(field)

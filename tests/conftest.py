@@ -1,0 +1,211 @@
+"""Shared fixtures: real SQLite, PostgreSQL and MariaDB databases, and the real Falcon app.
+
+The PostgreSQL and MariaDB legs run whenever those servers answer. Under
+``CI=true`` a server that does not answer fails the run instead of skipping it.
+Override the URLs with ``JET_SQLA_TEST_POSTGRES_URL`` and ``JET_SQLA_TEST_MARIADB_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from falcon import testing
+
+from jet_sqla import Bridge
+
+from . import models
+
+POSTGRES_URL = os.environ.get('JET_SQLA_TEST_POSTGRES_URL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test')
+MARIADB_URL = os.environ.get('JET_SQLA_TEST_MARIADB_URL', 'mysql+pymysql://root@127.0.0.1:3306/test')
+IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+TOKEN = 'test-token'
+AUTH = {'Authorization': f'Bearer {TOKEN}'}
+
+_reachable: dict[str, str | None] = {}
+
+
+def _check_server(url: str) -> str | None:
+    """None when the server answers, else the reason."""
+    if url not in _reachable:
+        engine = sa.create_engine(url, connect_args=_connect_timeout(url))
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text('SELECT 1'))
+            _reachable[url] = None
+        except sa.exc.SQLAlchemyError as error:
+            _reachable[url] = f'{engine.url.render_as_string(hide_password=True)} is unreachable: {error.__class__.__name__}: {str(error.orig if hasattr(error, "orig") else error).strip()[:200]}'
+        finally:
+            engine.dispose()
+    return _reachable[url]
+
+
+def _connect_timeout(url: str) -> dict[str, Any]:
+    if url.startswith('postgresql'):
+        return {'connect_timeout': 5}
+    if url.startswith('mysql') or url.startswith('mariadb'):
+        return {'connect_timeout': 5}
+    return {}
+
+
+def require_server(url: str) -> None:
+    """Skip (locally) or fail (under CI) when the database server does not answer."""
+    reason = _check_server(url)
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f'CI=true needs this database: {reason}', pytrace=False)
+        pytest.skip(reason)
+
+
+DIALECTS = ['sqlite', 'postgresql', 'mariadb']
+
+
+_private: dict[str, str] = {}
+
+
+def private_database(server_url: str) -> str:
+    """A database of this test session's own on the server, so parallel runs never collide.
+
+    It is created on first use and dropped when the session ends.
+    """
+    if server_url not in _private:
+        require_server(server_url)
+        name = f'jet_sqla_test_{os.getpid()}'
+        admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
+        with admin.connect() as connection:
+            quoted = admin.dialect.identifier_preparer.quote(name)
+            if admin.dialect.name == 'postgresql':
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted} WITH (FORCE)'))
+            else:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted}'))
+            connection.execute(sa.text(f'CREATE DATABASE {quoted}'))
+        admin.dispose()
+        _private[server_url] = sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return _private[server_url]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server_url in _private:
+        admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
+        try:
+            with admin.connect() as connection:
+                name = sa.make_url(_private[server_url]).database
+                quoted = admin.dialect.identifier_preparer.quote(name)
+                force = ' WITH (FORCE)' if admin.dialect.name == 'postgresql' else ''
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted}{force}'))
+        except sa.exc.SQLAlchemyError:
+            pass
+        finally:
+            admin.dispose()
+
+
+def database_url(dialect: str, tmp_path: Any) -> str:
+    """A URL of an empty-to-be database of ``dialect`` for one test."""
+    if dialect == 'sqlite':
+        return f'sqlite:///{tmp_path / "test.db"}'
+    return private_database(POSTGRES_URL if dialect == 'postgresql' else MARIADB_URL)
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(dialect: str, tmp_path: Any) -> str:
+    return database_url(dialect, tmp_path)
+
+
+def fresh_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """An engine on a database holding exactly the test models' tables, empty."""
+    engine = sa.create_engine(url, connect_args=_connect_timeout(url), **kwargs)
+    models.reset(engine)
+    return engine
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = fresh_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def make_bridge(engine: sa.Engine) -> Callable[..., Bridge]:
+    """Builds a Bridge over the test models; keyword arguments go to Bridge."""
+
+    def make(**kwargs: Any) -> Bridge:
+        kwargs.setdefault('token', TOKEN)
+        return Bridge(models.Base, engine=engine, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def bridge(make_bridge: Callable[..., Bridge]) -> Bridge:
+    return make_bridge()
+
+
+class Client:
+    """The real Falcon app, through falcon.testing, speaking the messages protocol."""
+
+    def __init__(self, bridge: Bridge, headers: dict[str, str] | None = None) -> None:
+        self.bridge = bridge
+        self._client: testing.TestClient | None = None
+        self.headers = dict(AUTH if headers is None else headers)
+
+    @property
+    def http(self) -> testing.TestClient:
+        if self._client is None:  # built on first use, after the test declared its actions
+            self._client = testing.TestClient(self.bridge.wsgi_app())
+        return self._client
+
+    def message(self, name: str, params: Any = None, *, headers: dict[str, str] | None = None,
+                path: str = '/api/messages/') -> testing.Result:
+        body: dict[str, Any] = {'name': name}
+        if params is not None:
+            body['params'] = params
+        return self.http.simulate_post(path, json=body, headers={**self.headers, **(headers or {})})
+
+    def execute(self, action: str, model: str | None = None, **form: Any) -> testing.Result:
+        params: dict[str, Any] = {'name': action, 'params': form}
+        if model is not None:
+            params['model'] = model
+        return self.message('execute_action', params)
+
+
+@pytest.fixture
+def client(bridge: Bridge) -> Client:
+    return Client(bridge)
+
+
+class StatementLog:
+    """Every SQL statement an engine runs while recording."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.statements: list[str] = []
+        self.recording = False
+        sa.event.listen(engine, 'before_cursor_execute', self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if self.recording:
+            self.statements.append(statement)
+
+    def __enter__(self) -> StatementLog:
+        self.statements.clear()
+        self.recording = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.recording = False
+
+    def selects(self) -> list[str]:
+        return [s for s in self.statements if s.lstrip().upper().startswith('SELECT')]
+
+
+@pytest.fixture
+def statements(engine: sa.Engine) -> StatementLog:
+    return StatementLog(engine)
