@@ -31,10 +31,12 @@ from .errors import (
     InvalidParams,
     JetError,
     MessageError,
+    OutcomeUnknown,
+    RecordsNotFound,
     StatementTimeout,
     TooLarge,
 )
-from .params import Form, Param, form_from_params, form_from_signature
+from .params import Form, Param, form_from_params, form_from_signature, missing_references, resolve_hints
 
 __all__ = ['Action', 'ActionContext', 'ActionRegistry', 'ExecuteRequest', 'Executor', 'declare_action']
 
@@ -206,7 +208,7 @@ def declare_action(
             if not collection.has_single_pk:
                 raise TypeError(f'{owner}: {collection.name!r} has a composite primary key; record actions need a single one')
 
-    hints = typing.get_type_hints(function, include_extras=True)
+    hints = resolve_hints(function)
     signature = inspect.signature(function)
     instance_parameter = None
     context_parameters: list[str] = []
@@ -231,11 +233,11 @@ def declare_action(
     if for_instance and instance_parameter is None:
         raise TypeError(f'{owner}: a record action takes the record{"s" if bulk else ""} as its first parameter')
     if params is not None:
-        if form_parameters and not takes_kwargs:
+        if form_parameters:
             raise TypeError(f'{owner}: with params=, form values arrive as **kwargs; remove {form_parameters[0].name!r}')
-        form = form_from_params(params, catalog, owner)
         if not takes_kwargs:
             raise TypeError(f'{owner}: with params=, the function must take **kwargs')
+        form = form_from_params(params, catalog, owner)
     else:
         form = form_from_signature(function, form_parameters, hints, catalog)
     return Action(
@@ -420,7 +422,7 @@ class Executor:
             raise failure from error
         log.info(
             'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(ids),
-                                 'outcome': 'success', 'duration_ms': round(entry.duration_ms or 0, 2)},
+                                 'outcome': entry.outcome, 'duration_ms': round(entry.duration_ms or 0, 2)},
         )
         return body
 
@@ -442,9 +444,9 @@ class Executor:
         attempt = 0
         while True:
             attempt += 1
-            returned = [False]
+            stage = ['running']  # then 'returned' when the function has returned, 'committing' at the COMMIT
             try:
-                return self._attempt(request, collection, ids, values, entry, returned)
+                return self._attempt(request, collection, ids, values, entry, stage)
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:
@@ -452,18 +454,26 @@ class Executor:
                     if request_hash != entry.request_hash:
                         raise Conflict('This idempotency key was used for a different request') from None
                     if response is not None:
+                        entry.outcome = 'replayed'
                         return response
                 if attempt > self.retries:
                     raise Conflict('This idempotency key is in use by a run that has not finished') from None
             except Exception as error:
-                if returned[0] or attempt > self.retries or not database.is_retryable(error):
+                if stage[0] == 'committing' and database.is_disconnect(error):
+                    # The COMMIT went out and no answer came back: it may have been applied.
+                    log.error('connection lost while committing %r; its outcome is unknown', request.action.name)
+                    raise OutcomeUnknown(
+                        f'The database connection was lost while {request.action.name!r} was committing; '
+                        'it may or may not have been applied: check before running it again'
+                    ) from error
+                if stage[0] != 'running' or attempt > self.retries or not database.is_retryable(error):
                     raise
                 log.warning('retrying %r after %s (attempt %d)', request.action.name, type(error).__name__, attempt)
             time.sleep(0.005 * attempt)
 
     def _attempt(
         self, request: ExecuteRequest, collection: Collection | None, ids: list[Any],
-        values: dict[str, Any], entry: AuditEntry, returned: list[bool],
+        values: dict[str, Any], entry: AuditEntry, stage: list[str],
     ) -> bytes:
         action = request.action
         started = time.perf_counter()
@@ -475,7 +485,7 @@ class Executor:
                 database.apply_timeout(session, action.timeout)
             arguments = self._arguments(session, request, collection, ids, values)
             result = action.function(**arguments)
-            returned[0] = True
+            stage[0] = 'returned'
             body = _result_body(action, result)
             session.flush()
             entry.outcome = 'success'
@@ -483,6 +493,7 @@ class Executor:
             entry.response = body
             if self.audit is not None:
                 self.audit.record_success(session, entry)
+            stage[0] = 'committing'  # leaving the block commits
         return body
 
     def _arguments(
@@ -490,13 +501,18 @@ class Executor:
         ids: list[Any], values: dict[str, Any],
     ) -> dict[str, Any]:
         action = request.action
-        references = [
-            (field, values[field.name]) for field in action.form if field.related is not None and values[field.name] is not None
-        ]
+        references = action.form.references(values)
         loads: list[tuple[Collection, list[Any]]] = [(field.related, [key]) for field, key in references]  # type: ignore[misc]
         if action.for_instance and collection is not None:
             loads.append((collection, ids))
-        loaded = self.catalog.load_together(session, loads, lock=action.lock) if loads else []
+        try:
+            loaded = self.catalog.load_together(session, loads, lock=action.lock) if loads else []
+        except RecordsNotFound:
+            # A key that names no row is a bad form value: name its field, like any other.
+            missing = missing_references(session, references)
+            if missing:
+                raise InvalidParams(missing) from None
+            raise
         arguments = dict(values)
         for (field, _), instances in zip(references, loaded):
             arguments[field.name] = instances[0]
@@ -539,6 +555,11 @@ def _as_jet_error(error: BaseException, action: str) -> JetError:
     if isinstance(error, exc.IntegrityError):
         log.warning('action %r violated a constraint: %s', action, error.orig)
         return Conflict(f'{action!r} conflicts with existing data; it was rolled back')
+    if isinstance(error, exc.DataError):
+        # A value the database cannot store (too long, out of range): almost always the operator's input.
+        log.warning('action %r wrote a value the database refused: %s', action, error.orig)
+        return MessageError(f'{action!r} tried to store a value the database refuses (too long, out of range '
+                            'or malformed); it was rolled back', code='value_refused')
     if database.is_unavailable(error):
         log.error('database unavailable while running %r: %s', action, type(error).__name__)
         return DatabaseUnavailable('The database is unavailable; nothing was changed, try again later')

@@ -12,7 +12,7 @@ import falcon
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import database, encoding, http
+from . import database, encoding, http, openapi
 from .actions import Action, ActionRegistry, Allow, ExecuteRequest, Executor, ModelRef, declare_action
 from .audit import AuditLog
 from .auth import Authenticator
@@ -46,6 +46,7 @@ class Bridge:
         token: A shared token, or several (for rotation). Defaults to the
             comma-separated ``JET_SQLA_TOKEN``.
         insecure: Run with no authentication at all; logs a loud warning.
+            Defaults to ``JET_SQLA_INSECURE=1``.
         jwt_public_key: Jet Admin's RS256 public key (PEM text, or a path to
             it). Defaults to ``JET_SQLA_JWT_PUBLIC_KEY``.
         project: The project a JWT must grant. Defaults to ``JET_SQLA_PROJECT``.
@@ -70,7 +71,7 @@ class Bridge:
         *,
         engine: sa.Engine | None = None,
         token: str | Sequence[str] | None = None,
-        insecure: bool = False,
+        insecure: bool | None = None,
         jwt_public_key: str | bytes | None = None,
         project: str | None = None,
         collection_name: CollectionNamer | None = None,
@@ -88,6 +89,8 @@ class Bridge:
             raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
         self.engine = engine
         database.install(engine)
+        if insecure is None:
+            insecure = os.environ.get('JET_SQLA_INSECURE', '') == '1'
         self.authenticator = Authenticator(
             _tokens(token),
             jwt_public_key=_public_key(jwt_public_key),
@@ -106,7 +109,7 @@ class Bridge:
         self.messages = Handlers(parent=default_handlers)
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     self.sessions, self.messages)
+                                     self.sessions, self.messages, listing=console)
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -250,20 +253,19 @@ class Bridge:
         Raises:
             RuntimeError: ``audit=True`` and the log table does not exist.
         """
-        if self.audit is not None:
-            self.audit.check_ready()
-        if self.authenticator.insecure:
-            log.warning(INSECURE_WARNING)
         http.add_routes(app, **self._route_options())
         return app
 
     def wsgi_app(self) -> falcon.App:
         """A Falcon app serving this bridge: ``gunicorn 'myapp.jet:app'`` with ``app = bridge.wsgi_app()``."""
-        if self.audit is not None:
-            self.audit.check_ready()
         return http.create_app(cors_origins=self.cors_origins, **self._route_options())
 
     def _route_options(self) -> dict[str, Any]:
+        """What the HTTP layer needs; checked and warned about as the server starts."""
+        if self.audit is not None:
+            self.audit.check_ready()
+        if self.authenticator.insecure:
+            log.warning(INSECURE_WARNING)
         return {
             'dispatcher': self.dispatcher,
             'authenticator': self.authenticator,
@@ -271,6 +273,10 @@ class Bridge:
             'prefix': self.prefix,
             'max_body_size': self.max_body_size,
             'console': self.console,
+            'openapi': openapi.document(prefix=self.prefix, max_body_size=self.max_body_size,
+                                        max_ids=self.executor.max_ids,
+                                        collections=tuple(collection.name for collection in self.catalog),
+                                        listing=self.console),
         }
 
 

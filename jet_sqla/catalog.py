@@ -290,10 +290,15 @@ def _mappers_of(target: Target) -> list[Mapper[Any]]:
 
 def _automap(metadata: sa.MetaData) -> list[Mapper[Any]]:
     base = automap_base(metadata=metadata)
-    base.prepare()
+    # Columns are all jet_sqla needs; generated relationships can clash on real schemas.
+    base.prepare(generate_relationship=_no_relationship)
     mappers = list(base.registry.mappers)
     mapped = {mapper.local_table for mapper in mappers}
     for table in metadata.sorted_tables:
         if table not in mapped:
             log.warning('table %r has no primary key and is not served as a collection', table.fullname)
     return mappers
+
+
+def _no_relationship(*args: Any, **kwargs: Any) -> None:
+    return None

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.orm import Session
 
-__all__ = ['apply_timeout', 'install', 'is_retryable', 'is_timeout', 'is_unavailable']
+__all__ = ['apply_timeout', 'install', 'is_disconnect', 'is_retryable', 'is_timeout', 'is_unavailable']
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,11 @@ def is_timeout(error: BaseException) -> bool:
     if sqlstate in _PG_TIMEOUT or number in _MYSQL_TIMEOUT:
         return True
     return isinstance(error, exc.OperationalError) and str(error.orig) == 'interrupted'
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """The connection broke under the statement: its outcome on the server is unknown."""
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
 
 
 def is_unavailable(error: BaseException) -> bool:

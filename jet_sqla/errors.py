@@ -19,6 +19,7 @@ __all__ = [
     'JetError',
     'MessageError',
     'NotFound',
+    'OutcomeUnknown',
     'RecordsNotFound',
     'StatementTimeout',
     'TooLarge',
@@ -134,6 +135,15 @@ class DatabaseUnavailable(JetError):
     """The database could not be reached; nothing was written."""
 
     code = 'database_unavailable'
+
+
+class OutcomeUnknown(DatabaseUnavailable):
+    """The connection died during the COMMIT: the run may or may not have been applied.
+
+    Unlike its parent, this is not safe to retry blindly.
+    """
+
+    code = 'outcome_unknown'
 
 
 class StatementTimeout(JetError):

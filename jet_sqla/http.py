@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any
 
 import falcon
@@ -26,6 +29,7 @@ from .errors import (
     JetError,
     MessageError,
     NotFound,
+    OutcomeUnknown,
     StatementTimeout,
     TooLarge,
     Unauthorized,
@@ -42,7 +46,7 @@ JSON = 'application/json'
 class _Detailed:
     """Adds domain details (``fields``, ``missing_ids``…) to Falcon's error body."""
 
-    details: dict[str, Any]
+    details: Mapping[str, Any] = MappingProxyType({})
 
     def to_dict(self, obj_type: type[dict[str, Any]] = dict) -> dict[str, Any]:
         body = super().to_dict(obj_type)  # type: ignore[misc]
@@ -112,8 +116,8 @@ def to_http_error(error: JetError) -> falcon.HTTPError:
     kwargs: dict[str, Any] = {'description': error.message, 'code': error.code}
     if http_class is Unauthenticated:
         kwargs['challenges'] = ['Bearer', 'JWT']
-    if http_class is Unavailable:
-        kwargs['retry_after'] = 1
+    if http_class is Unavailable and not isinstance(error, OutcomeUnknown):
+        kwargs['retry_after'] = 1  # safe: nothing was written
     http_error = http_class(**kwargs)
     http_error.details = error.details()  # type: ignore[attr-defined]
     return http_error
@@ -132,7 +136,10 @@ def _handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Except
 
 def _serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     # Always JSON, whatever the client's Accept header asks for.
-    resp.data = encoding.dumps(error.to_dict())
+    body = error.to_dict()
+    if 'code' not in body:  # Falcon's own errors (no route, wrong method, bad header) carry none
+        body['code'] = HTTPStatus(error.status_code).phrase.lower().replace(' ', '_').replace('-', '_')
+    resp.data = encoding.dumps(body)
     resp.content_type = JSON
     resp.append_header('Vary', 'Accept')
 
@@ -167,9 +174,16 @@ class MessagesResource:
         limit = self.max_body_size
         if req.content_length is not None and req.content_length > limit:
             raise to_http_error(TooLarge(f'The body is over the limit of {limit} bytes'))
-        body = req.bounded_stream.read(limit + 1)
+        if req.content_length is None and req.env.get('wsgi.input_terminated'):
+            body = req.stream.read(limit + 1)  # a chunked body: the server marks where it ends
+        else:
+            body = req.bounded_stream.read(limit + 1)
         if len(body) > limit:
             raise to_http_error(TooLarge(f'The body is over the limit of {limit} bytes'))
+        if req.content_length is not None and len(body) < req.content_length:
+            # The client stopped mid-upload; even a body that parses is not the request it meant.
+            raise to_http_error(MessageError(f'The body ended after {len(body)} of the {req.content_length} bytes '
+                                             'its Content-Length announced', code='incomplete_body'))
         if not body.strip():
             raise to_http_error(MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
                                              code='invalid_json'))
@@ -200,6 +214,16 @@ class HealthResource:
         else:
             resp.data = b'{"status":"ok"}'
         resp.content_type = JSON
+
+
+class RedirectResource:
+    """Sends a GET elsewhere with a 301. No auth."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPMovedPermanently(self.location)
 
 
 class StaticDocumentResource:
@@ -237,6 +261,10 @@ def add_routes(
     if console:
         directory = importlib.resources.files('jet_sqla') / 'console'
         app.add_static_route(f'{prefix}/console', str(directory), fallback_filename='index.html')
+        # Served without its slash, the page would resolve its relative links one level too high.
+        # (An app that strips trailing slashes cannot tell the two apart, so it must not redirect.)
+        if not app.req_options.strip_url_path_trailing_slash:
+            app.add_route(f'{prefix}/console', RedirectResource('console/'))
     app.add_error_handler(JetError, _handle_jet_error)
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import encoding
+from . import database, encoding
 from .actions import ActionRegistry, ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
-from .errors import Forbidden, InvalidParams, MessageError, NotFound
+from .errors import DatabaseUnavailable, Forbidden, InvalidParams, JetError, MessageError, NotFound
 from .fields import field_for_column_type
 from .options import FieldOptions, OptionsSource, parse_query
 
@@ -35,6 +35,7 @@ __all__ = [
     'GET_ELEMENT_STATUS',
     'GET_FIELD_OPTIONS',
     'LIST_RECORDS',
+    'MAX_DEPTH',
     'Dispatcher',
     'Handlers',
     'add_handler',
@@ -49,6 +50,10 @@ GET_FIELD_OPTIONS = 'get_field_options'
 GET_ELEMENT_STATUS = 'get_element_status'
 #: jet_sqla's read-only listing of a collection's rows, used by the console.
 LIST_RECORDS = 'list_records'
+
+#: How deeply a message's params may nest. Jet's forms nest a few levels; a deeper body is hostile,
+#: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
+MAX_DEPTH = 64
 
 Handler = Callable[..., Any]
 
@@ -109,6 +114,8 @@ class Dispatcher:
         executor: Runs execute_action.
         sessions: Makes read sessions for options and listings.
         handlers: This bridge's handler-style functions.
+        listing: Answer ``list_records`` (the console's table of rows); off
+            unless the console is on, so a token grants no raw reads by default.
     """
 
     def __init__(
@@ -119,6 +126,8 @@ class Dispatcher:
         executor: Executor,
         sessions: sessionmaker[Session],
         handlers: Handlers,
+        *,
+        listing: bool = False,
     ) -> None:
         self.catalog = catalog
         self.actions = actions
@@ -131,8 +140,9 @@ class Dispatcher:
             GET_ACTION_LIST: self.get_action_list,
             EXECUTE_ACTION: self.execute_action,
             GET_FIELD_OPTIONS: self.get_field_options,
-            LIST_RECORDS: self.list_records,
         }
+        if listing:
+            self._routes[LIST_RECORDS] = self.list_records
 
     def dispatch(self, name: Any, params: Any, identity: Identity, request: Any = None, *,
                  idempotency_key: str | None = None) -> bytes:
@@ -144,16 +154,27 @@ class Dispatcher:
         if not isinstance(name, str) or not name:
             raise MessageError('"name" must be a non-empty string naming the message', code='missing_name')
         params = _decode_params(params, 'params')
-        if name == EXECUTE_ACTION:
-            return self.execute_action(params, identity, request, idempotency_key=idempotency_key)
-        route = self._routes.get(name)
-        if route is not None:
-            return route(params, identity, request)
-        handler = self.handlers.get_handler(name)
-        if handler is None:
-            known = ', '.join(sorted(self._routes))
-            raise MessageError(f'Unknown message {name[:100]!r}; this server answers {known}', code='unknown_message')
-        return _encode_handler_result(handler(name, params))
+        try:
+            if name == EXECUTE_ACTION:
+                return self.execute_action(params, identity, request, idempotency_key=idempotency_key)
+            route = self._routes.get(name)
+            if route is not None:
+                return route(params, identity, request)
+            handler = self.handlers.get_handler(name)
+            if handler is None:
+                known = ', '.join(sorted(self._routes))
+                raise MessageError(f'Unknown message {name[:100]!r}; this server answers {known}',
+                                   code='unknown_message')
+            return _encode_handler_result(handler(name, params))
+        except JetError:
+            raise
+        except Exception as error:
+            # Options, listings and handlers read outside an action's transaction; an
+            # outage there is as much the client's to retry as one inside an action.
+            if database.is_unavailable(error):
+                log.error('database unavailable answering %r: %s', name, type(error).__name__)
+                raise DatabaseUnavailable('The database is unavailable; try again later') from error
+            raise
 
     def action_list(self) -> list[dict[str, Any]]:
         """The declared actions as ``get_action_list`` describes them."""
@@ -279,7 +300,21 @@ def _decode_params(value: Any, where: str) -> dict[str, Any]:
             raise MessageError(f'"{where}" is a string but not valid JSON', code='invalid_params') from None
     if not isinstance(value, dict):
         raise MessageError(f'"{where}" must be an object', code='invalid_params')
+    if _nests_deeper(value, MAX_DEPTH):
+        raise MessageError(f'"{where}" nests deeper than {MAX_DEPTH} levels', code='too_deep')
     return value
+
+
+def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and lists nest more than ``limit`` levels; iterative, so no depth can overflow it."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _encode_handler_result(result: Any, default: bytes = b'null') -> bytes:

@@ -283,7 +283,7 @@ def _bounded_int(raw: Any, default: int, low: int, high: int, name: str, errors:
         return default
     try:
         number = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         errors[name] = 'expected an integer'
         return default
     if isinstance(raw, float) and not raw.is_integer():

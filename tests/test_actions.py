@@ -432,3 +432,31 @@ def test_balances_are_exact_decimals(bridge: Bridge, client: Client, engine: sa.
         assert client.execute('deposit', id=1, amount='0.10').status_code == 200
     with Session(engine) as session:
         assert session.get(Account, 1).balance == Decimal('0.40')
+
+
+def test_value_the_database_refuses_is_400_and_rolls_back(bridge: Bridge, client: Client, engine: sa.Engine) -> None:
+    add_users(engine, 1)
+
+    @bridge.action(model=User, for_instance=True)
+    def rename(user: User, name: str, session: Session) -> None:
+        session.add(Counter(id=1))
+        session.flush()
+        user.name = name  # users.name is VARCHAR(100)
+
+    result = client.execute('rename', id=1, name='x' * 200)
+    if engine.dialect.name == 'sqlite':
+        assert result.status_code == 200  # SQLite does not enforce VARCHAR lengths
+        return
+    assert result.status_code == 400, result.text
+    assert result.json['code'] == 'value_refused'
+    assert names(engine) == {1: 'user 1'}
+    with Session(engine) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Counter)) == 0
+
+
+def test_params_list_with_named_form_parameters_is_refused(bridge: Bridge) -> None:
+    from jet_sqla import Param
+
+    with pytest.raises(TypeError, match="remove 'extra'"):
+        @bridge.action(params=[Param('amount', type=Decimal)])
+        def action(extra: str, **form: Any) -> None: ...

@@ -29,7 +29,6 @@ bridge = Bridge(
     Base,
     engine=engine,
     console=os.environ.get('JET_SQLA_CONSOLE', '') == '1',
-    insecure=os.environ.get('JET_SQLA_INSECURE', '') == '1',
 )
 
 

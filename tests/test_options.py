@@ -1,0 +1,190 @@
+"""get_field_options for collection fields: Enum columns, foreign keys, custom functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from jet_sqla import Bridge, Option
+from jet_sqla.options import PALETTE
+
+from .conftest import Client, StatementLog
+from .models import Account, Document, Status, Tag, Tier, User
+
+
+def options(client: Client, model: str, field: str, **params: Any) -> list[dict[str, Any]]:
+    result = client.message('get_field_options', {'model': model, 'field': field, **params})
+    assert result.status_code == 200, result.text
+    return list(result.json)
+
+
+def stored(engine: sa.Engine, column: str) -> set[str]:
+    """What the database really holds in users.<column>, read without the ORM."""
+    with engine.connect() as connection:
+        return {row[0] for row in connection.execute(sa.text(f'SELECT {column} FROM users'))}
+
+
+class TestEnumColumns:
+    def test_python_enum_stored_by_name(self, client: Client, engine: sa.Engine) -> None:
+        with Session(engine) as session, session.begin():
+            session.add_all([User(id=1, name='a', tier=Tier.GOLD), User(id=2, name='b', tier=Tier.BRONZE)])
+        found = options(client, 'users', 'tier')
+        assert [(o['value'], o['name']) for o in found] == [('BRONZE', 'Bronze'), ('GOLD', 'Gold')]
+        assert stored(engine, 'tier') <= {o['value'] for o in found}
+
+    def test_python_enum_with_values_callable(self, client: Client, engine: sa.Engine) -> None:
+        with Session(engine) as session, session.begin():
+            session.add(User(id=1, name='a', status=Status.IN_PROGRESS))
+        found = options(client, 'users', 'status')
+        assert [(o['value'], o['name']) for o in found] == [('in-progress', 'In progress'), ('done', 'Done')]
+        assert stored(engine, 'status') == {'in-progress'}
+
+    def test_string_enum(self, client: Client) -> None:
+        found = options(client, 'users', 'mood')
+        assert [(o['value'], o['name']) for o in found] == [('happy', 'Happy'), ('grumpy', 'Grumpy')]
+
+    def test_colors_are_stable_and_from_the_palette(self, client: Client, make_bridge: Any) -> None:
+        first = options(client, 'users', 'status')
+        again = options(Client(make_bridge()), 'users', 'status')
+        assert first == again
+        assert all(o['color'] in PALETTE for o in first)
+
+    def test_enum_options_can_be_searched(self, client: Client) -> None:
+        assert [o['value'] for o in options(client, 'users', 'status', q='PROG')] == ['in-progress']
+
+
+def add_users(engine: sa.Engine, names: list[str]) -> None:
+    with Session(engine) as session, session.begin():
+        session.add_all(User(id=i, name=name) for i, name in enumerate(names, start=1))
+
+
+class TestForeignKeys:
+    def test_rows_of_the_related_table_with_labels(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['Ada', 'Alan', 'Grace'])
+        found = options(client, 'accounts', 'owner_id')
+        assert [(o['value'], o['name']) for o in found] == [(1, 'Ada'), (2, 'Alan'), (3, 'Grace')]
+
+    def test_string_key_and_title_label(self, client: Client, engine: sa.Engine) -> None:
+        with Session(engine) as session, session.begin():
+            session.add_all([Tag(code='py', title='Python'), Tag(code='sql', title='SQL')])
+        found = options(client, 'documents', 'tag_code')
+        assert [(o['value'], o['name']) for o in found] == [('py', 'Python'), ('sql', 'SQL')]
+
+    def test_q_filters_case_insensitively_in_sql(self, client: Client, engine: sa.Engine, statements: StatementLog) -> None:
+        add_users(engine, ['Ada', 'Alan', 'Grace', 'adalbert'])
+        with statements:
+            found = options(client, 'accounts', 'owner_id', q='ADA')
+        assert [o['name'] for o in found] == ['Ada', 'adalbert']
+        (select,) = statements.selects()
+        assert 'LIMIT' in select.upper() and 'LIKE' in select.upper()
+
+    def test_q_wildcards_are_literal(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['100% cotton', 'plain', 'under_score', 'underXscore'])
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='%')] == ['100% cotton']
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='r_s')] == ['under_score']
+
+    def test_limit_and_offset_page_in_key_order(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, [f'user {i:03}' for i in range(1, 121)])
+        assert len(options(client, 'accounts', 'owner_id')) == 50  # the default limit
+        page = options(client, 'accounts', 'owner_id', limit=10, offset=20)
+        assert [o['value'] for o in page] == list(range(21, 31))
+
+    def test_keyset_paging_with_after(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, [f'user {i}' for i in range(1, 21)])
+        page = options(client, 'accounts', 'owner_id', limit=5, after=7)
+        assert [o['value'] for o in page] == [8, 9, 10, 11, 12]
+
+    def test_one_query_with_a_limit_whatever_the_table_size(self, client: Client, engine: sa.Engine,
+                                                           statements: StatementLog) -> None:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(User), [{'id': i, 'name': f'u{i}'} for i in range(1, 5001)])
+        with statements:
+            found = options(client, 'accounts', 'owner_id', limit=3)
+        assert len(found) == 3
+        assert len(statements.statements) == 1
+        assert 'LIMIT' in statements.statements[0].upper()
+
+    @pytest.mark.parametrize(('params', 'field'), [
+        ({'limit': 0}, 'limit'), ({'limit': 501}, 'limit'), ({'limit': 'many'}, 'limit'), ({'limit': True}, 'limit'),
+        ({'offset': -1}, 'offset'), ({'offset': 1.5}, 'offset'), ({'q': 5}, 'q'), ({'q': 'a\x00b'}, 'q'),
+        ({'form': [1]}, 'form'), ({'after': 'not a number'}, 'after'),
+    ])
+    def test_bad_paging_params_are_400_naming_the_field(self, client: Client, params: dict[str, Any], field: str) -> None:
+        result = client.message('get_field_options', {'model': 'accounts', 'field': 'owner_id', **params})
+        assert result.status_code == 400, result.text
+        assert result.json['code'] == 'invalid_params'
+        assert field in result.json['fields']
+
+
+class TestCustom:
+    def test_custom_options_override_derived_ones_and_see_the_form(self, bridge: Bridge, client: Client) -> None:
+        @bridge.field_options(User, 'tier')
+        def tiers(form: dict[str, Any]) -> list[Option]:
+            if form.get('vip'):
+                return [Option('GOLD', 'Gold only', color='yellow')]
+            return [Option('BRONZE', 'Bronze'), {'value': 'GOLD', 'name': 'Gold'}]  # type: ignore[list-item]
+
+        assert options(client, 'users', 'tier', form={'vip': True}) == [
+            {'value': 'GOLD', 'name': 'Gold only', 'color': 'yellow'}]
+        assert [o['name'] for o in options(client, 'users', 'tier')] == ['Bronze', 'Gold']
+
+    def test_custom_options_for_a_field_that_is_not_a_column(self, bridge: Bridge, client: Client) -> None:
+        @bridge.field_options('users', 'city')
+        def cities(form: dict[str, Any], q: str | None, limit: int) -> list[Option]:
+            cities = {'italy': ['Rome', 'Milan'], 'uk': ['London']}.get(str(form.get('country')), [])
+            return [Option(city, city) for city in cities if not q or q.lower() in city.lower()][:limit]
+
+        assert [o['value'] for o in options(client, 'users', 'city', form={'country': 'italy'})] == ['Rome', 'Milan']
+        assert [o['value'] for o in options(client, 'users', 'city', form={'country': 'italy'}, q='mi')] == ['Milan']
+        (london,) = options(client, 'users', 'city', form={'country': 'uk'})
+        assert (london['value'], london['name']) == ('London', 'London') and london['color'] in PALETTE
+
+    def test_custom_function_may_ask_for_the_session(self, bridge: Bridge, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['Ada', 'Alan'])
+
+        @bridge.field_options(Account, 'owner_id')
+        def owners(session: Session) -> list[Option]:
+            return [Option(user.id, user.name.upper()) for user in session.scalars(sa.select(User).order_by(User.id))]
+
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['ADA', 'ALAN']
+
+    def test_custom_function_with_unknown_parameters_is_refused_at_declaration(self, bridge: Bridge) -> None:
+        with pytest.raises(TypeError, match='asks for country'):
+            @bridge.field_options(User, 'tier')
+            def bad(country: str) -> list[Option]:
+                return []
+
+    def test_two_functions_for_one_field_is_an_error(self, bridge: Bridge) -> None:
+        bridge.field_options(User, 'tier')(lambda: [])
+        with pytest.raises(ValueError, match='already has an options function'):
+            bridge.field_options(User, 'tier')(lambda: [])
+
+
+class TestErrors:
+    def test_unknown_collection_is_404(self, client: Client) -> None:
+        result = client.message('get_field_options', {'model': 'nope', 'field': 'x'})
+        assert result.status_code == 404
+        assert result.json['code'] == 'not_found' and "'nope'" in result.json['description']
+
+    @pytest.mark.parametrize('field', ['nope', 'name'])
+    def test_unknown_field_or_field_without_options_is_404(self, client: Client, field: str) -> None:
+        result = client.message('get_field_options', {'model': 'users', 'field': field})
+        assert result.status_code == 404
+        assert result.json['code'] == 'not_found' and field in result.json['description']
+
+    @pytest.mark.parametrize('params', [{'model': 'users'}, {'model': 'users', 'field': 3}, {'field': 'tier'}])
+    def test_missing_model_or_field_is_400(self, client: Client, params: dict[str, Any]) -> None:
+        result = client.message('get_field_options', params)
+        assert result.status_code == 400
+        assert result.json['code'] == 'invalid_params'
+
+
+def test_foreign_key_column_of_a_table_with_a_uuid_key(client: Client, engine: sa.Engine) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(Tag(code='t', title='T'))
+        session.flush()
+        session.add(Document(headline='first', tag_code='t'))
+    assert [(o['value'], o['name']) for o in options(client, 'documents', 'tag_code')] == [('t', 'T')]
