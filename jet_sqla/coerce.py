@@ -85,6 +85,8 @@ def coerce_float(value: Any) -> float:
     """A finite float from a number or a numeric string."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f'expected a number, got {_type_name(value)}')
+    if isinstance(value, str) and '_' in value:  # float() takes '1_000'; JSON and operators don't
+        raise ValueError(f'{_short(value)} is not a valid number')
     try:
         number = float(value)
     except (ValueError, OverflowError):
@@ -101,6 +103,8 @@ def coerce_decimal(value: Any) -> decimal.Decimal:
     # PERF/exactness: a float goes through repr, so 0.1 becomes Decimal('0.1').
     text = repr(value) if isinstance(value, float) else str(value).strip()
     try:
+        if '_' in text:  # Decimal() takes '1_000'; JSON and operators don't
+            raise decimal.InvalidOperation
         number = decimal.Decimal(text)
     except decimal.InvalidOperation:
         raise ValueError(f'{_short(value)} is not a valid decimal number') from None
@@ -182,7 +186,7 @@ def coerce_json(value: Any, expected: type | None = None) -> Any:
     """A JSON value; a string holding JSON is decoded. ``expected`` checks dict or list."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_constant=_refuse_constant)
         except (ValueError, RecursionError):
             raise ValueError('is not valid JSON') from None
     if expected is not None and not isinstance(value, expected):
@@ -191,11 +195,16 @@ def coerce_json(value: Any, expected: type | None = None) -> Any:
     return value
 
 
+def _refuse_constant(name: str) -> Any:
+    # json.loads accepts NaN and Infinity, which are not JSON and cannot be stored or sent back.
+    raise ValueError(name)
+
+
 def enum_coercer(enum_class: type[enum.Enum]) -> Coercer:
     """A coercer that accepts a member's value, or its name, and returns the member."""
-    by_value = {member.value: member for member in enum_class}
-    by_text = {str(member.value): member for member in enum_class}
-    by_name = dict(enum_class.__members__)
+    by_value: dict[Any, enum.Enum] = {member.value: member for member in enum_class}
+    by_text: dict[Any, enum.Enum] = {str(member.value): member for member in enum_class}
+    by_name: dict[Any, enum.Enum] = dict(enum_class.__members__)
 
     def coerce(value: Any) -> enum.Enum:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import uuid
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -60,6 +62,7 @@ _PYTHON_FIELDS: tuple[tuple[type, Field], ...] = (
     (float, Field.FLOAT),
     (decimal.Decimal, Field.DECIMAL),
     (str, Field.CHAR),
+    (uuid.UUID, Field.CHAR),
     (datetime.datetime, Field.DATETIME),
     (datetime.date, Field.DATE),
     (datetime.time, Field.TIME),
@@ -78,7 +81,7 @@ def field_for_python_type(python_type: type) -> Field | None:
 
 
 # Order matters: Enum and Text are Strings, Float is a Numeric.
-_COLUMN_FIELDS: tuple[tuple[type[sa.types.TypeEngine[object]], Field], ...] = (
+_COLUMN_FIELDS: tuple[tuple[type[sa.types.TypeEngine[Any]], Field], ...] = (
     (sa.Enum, Field.SELECT),
     (sa.Boolean, Field.BOOLEAN),
     (sa.Integer, Field.INTEGER),

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from sqlalchemy.orm import Session
+
 from .catalog import Catalog, Collection
 from .coerce import (
     Coercer,
@@ -36,7 +38,17 @@ from .errors import InvalidParams
 from .fields import Field, field_for_python_type
 from .options import EnumOptions, ForeignKeyOptions, Option, OptionsSource
 
-__all__ = ['MISSING', 'Form', 'FormField', 'Param', 'form_from_params', 'form_from_signature']
+__all__ = [
+    'MISSING',
+    'RESERVED_KEYS',
+    'Form',
+    'FormField',
+    'Param',
+    'form_from_params',
+    'form_from_signature',
+    'missing_references',
+    'resolve_hints',
+]
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +210,35 @@ class Form:
                 values[field.name] = field.coerce(raw)
             except ValueError as error:
                 errors[field.name] = str(error)
-        if errors:
-            raise InvalidParams(errors)
         if log.isEnabledFor(logging.DEBUG):
             unknown = set(submitted) - {field.name for field in self.fields} - RESERVED_KEYS
             if unknown:
                 log.debug('ignoring unknown form keys: %s', ', '.join(sorted(map(str, unknown))))
+        if errors:
+            raise InvalidParams(errors)
         return values
+
+    def references(self, values: Mapping[str, Any]) -> list[tuple[FormField, Any]]:
+        """The ForeignKey fields that were given a key, with that key, in form order."""
+        return [
+            (field, values[field.name])
+            for field in self.fields
+            if field.related is not None and values.get(field.name) is not None
+        ]
+
+
+def missing_references(session: Session, references: Sequence[tuple[FormField, Any]]) -> dict[str, str]:
+    """The ForeignKey fields whose key names no row, each with its reason.
+
+    Meant for after a bulk load reported missing rows: the rows it found are in
+    the session already, so only the missing ones cost a query.
+    """
+    missing: dict[str, str] = {}
+    for field, key in references:
+        assert field.related is not None
+        if session.get(field.related.model, key) is None:
+            missing[field.name] = f'no {field.related.name} record with id {key!r}'
+    return missing
 
 
 def form_from_params(params: Sequence[Param], catalog: Catalog, owner: str) -> Form:
@@ -217,9 +251,12 @@ def form_from_params(params: Sequence[Param], catalog: Catalog, owner: str) -> F
     for param in params:
         if not param.name:
             raise TypeError(f'{owner}: every Param in params= needs a name')
-        required = param.required if param.required is not None else param.default is MISSING
-        fields.append(_make_field(param.name, param.type, param, required, catalog, owner))
-    return Form(fields)
+        annotation, extra, optional = _unwrap(param.type)
+        if extra is not None:
+            raise TypeError(f'{owner}: Param {param.name!r}: give type= a plain type, not Annotated[...]')
+        required = param.required if param.required is not None else (param.default is MISSING and not optional)
+        fields.append(_make_field(param.name, annotation, param, required, catalog, owner))
+    return _checked_form(fields, owner)
 
 
 def form_from_signature(
@@ -237,18 +274,15 @@ def form_from_signature(
     owner = function.__qualname__
     fields = []
     for parameter in parameters:
-        annotation = hints.get(parameter.name, parameter.annotation)
-        param = Param()
-        if typing.get_origin(annotation) is Annotated:
-            annotation, *extras = typing.get_args(annotation)
-            param = next((extra for extra in extras if isinstance(extra, Param)), param)
-        annotation, optional = _strip_optional(annotation)
+        annotation, param, optional = _unwrap(hints.get(parameter.name, parameter.annotation))
+        param = param or Param()
+        if annotation is inspect.Parameter.empty and param.type is not None:
+            annotation, _, type_optional = _unwrap(param.type)
+            optional = optional or type_optional
         default = parameter.default if parameter.default is not inspect.Parameter.empty else MISSING
         if param.default is not MISSING:
             default = param.default
         required = param.required if param.required is not None else (default is MISSING and not optional)
-        if annotation is inspect.Parameter.empty:
-            annotation = param.type
         fields.append(
             _make_field(
                 param.name or parameter.name,
@@ -259,6 +293,58 @@ def form_from_signature(
                 owner,
             )
         )
+    return _checked_form(fields, owner)
+
+
+def resolve_hints(function: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of ``function``, ``Annotated`` extras kept.
+
+    Raises:
+        TypeError: an annotation names something that cannot be found (a class
+            defined inside a function, with postponed annotations); the message
+            names the function and the parameter.
+    """
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except NameError:
+        pass
+    # Resolve one by one, only to name the parameter at fault.
+    hints: dict[str, Any] = {}
+    for name, annotation in getattr(function, '__annotations__', {}).items():
+        probe = types.SimpleNamespace(__annotations__={name: annotation}, __globals__=function.__globals__)
+        try:
+            hints.update(typing.get_type_hints(probe, include_extras=True))
+        except NameError as error:
+            raise TypeError(
+                f'{function.__qualname__}: parameter {name!r} is annotated {annotation!r}, which cannot be '
+                f'resolved ({error}); define the type at module level'
+            ) from None
+    return hints
+
+
+def _unwrap(annotation: Any) -> tuple[Any, Param | None, bool]:
+    """``Annotated[X | None, Param(...)] | None`` -> ``(X, Param(...), True)``."""
+    annotation, optional = _strip_optional(annotation)
+    param = None
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        param = next((extra for extra in extras if isinstance(extra, Param)), None)
+        annotation, inner_optional = _strip_optional(annotation)
+        optional = optional or inner_optional
+    return annotation, param, optional
+
+
+def _checked_form(fields: Sequence[FormField], owner: str) -> Form:
+    seen: set[str] = set()
+    for field in fields:
+        if field.name in RESERVED_KEYS:
+            raise TypeError(
+                f'{owner}: a form field may not be named {field.name!r}; '
+                f'{", ".join(sorted(RESERVED_KEYS))} carry the request itself'
+            )
+        if field.name in seen:
+            raise TypeError(f'{owner}: two form fields are named {field.name!r}')
+        seen.add(field.name)
     return Form(fields)
 
 
@@ -274,8 +360,13 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
 def _make_field(
     name: str, annotation: Any, param: Param, required: bool, catalog: Catalog, owner: str
 ) -> FormField:
-    explicit = Field.parse(param.field) if param.field is not None else None
-    common = {
+    try:
+        explicit = Field.parse(param.field) if param.field is not None else None
+    except ValueError as error:
+        raise TypeError(f'{owner}: parameter {name!r}: {error}') from None
+    if explicit is None and param.options is not None:
+        explicit = Field.SELECT
+    common: dict[str, Any] = {
         'required': required,
         'default': None if param.default is MISSING else param.default,
         'label': param.label,
@@ -283,6 +374,8 @@ def _make_field(
     }
     python_type = typing.get_origin(annotation) or annotation
     if annotation is None or annotation is inspect.Parameter.empty:
+        if explicit is Field.FOREIGN_KEY:
+            raise TypeError(f'{owner}: parameter {name!r} is a ForeignKey; give it a mapped class as its type')
         if explicit is None:
             raise TypeError(f'{owner}: parameter {name!r} has no type annotation and no Param(field=...)')
         return _field_of_type(name, explicit, None, param, common)
@@ -295,6 +388,11 @@ def _make_field(
         return FormField(
             name, explicit or Field.FOREIGN_KEY, related.coerce_id, related=related,
             options=ForeignKeyOptions(related), **common,
+        )
+    if explicit is Field.FOREIGN_KEY:
+        raise TypeError(
+            f'{owner}: parameter {name!r} is a ForeignKey, so its type must be a mapped class or a collection '
+            f'name, not {annotation!r}'
         )
     if not isinstance(python_type, type) or field_for_python_type(python_type) is None:
         raise TypeError(
@@ -309,6 +407,7 @@ def _make_field(
 def _field_of_type(
     name: str, field: Field, python_type: type | None, param: Param, common: dict[str, Any]
 ) -> FormField:
+    coerce: Coercer
     if field is Field.TIMESTAMP:
         coerce = coerce_timestamp
     elif python_type is not None:
@@ -326,12 +425,20 @@ def _field_of_type(
 
 
 def _one_of(options: Sequence[Option], coerce: Coercer) -> Coercer:
-    allowed = {option.value for option in options}
+    # Compared as coerced, so Decimal('1.50') matches an option written '1.50'.
+    allowed = set()
+    for option in options:
+        try:
+            allowed.add(coerce(option.value))
+        except ValueError:
+            allowed.add(option.value)
+    shown = ', '.join(repr(option.value) for option in options[:10]) + (', …' if len(options) > 10 else '')
 
     def check(raw: Any) -> Any:
         value = coerce(raw)
         if value not in allowed:
-            raise ValueError(f'{value!r} is not one of the choices')
+            text = repr(raw)
+            raise ValueError(f'{text if len(text) <= 40 else text[:37] + "..."} is not one of {shown}')
         return value
 
     return check
