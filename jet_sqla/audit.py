@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Session
 
 from . import encoding
@@ -27,29 +28,41 @@ __all__ = ['AuditEntry', 'AuditLog', 'KeyClaimed', 'action_log', 'fingerprint', 
 
 log = logging.getLogger(__name__)
 
-#: jet_sqla's own tables; migrations in ``migrations/`` create them.
-metadata = sa.MetaData()
+#: jet_sqla's own tables; the Alembic scripts in ``jet_sqla.migrations`` create them.
+#: Constraint names are fixed by the convention, so that a later migration can name them.
+metadata = sa.MetaData(naming_convention={
+    'ix': 'ix_%(table_name)s_%(column_0_name)s',
+    'uq': 'uq_%(table_name)s_%(column_0_name)s',
+    'pk': 'pk_%(table_name)s',
+})
+
+# MySQL's TEXT holds 64 KiB; the ids and params of one bulk request may be larger.
+_LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), 'mysql', 'mariadb')
 
 action_log = sa.Table(
     'jet_sqla_action_log',
     metadata,
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), primary_key=True, autoincrement=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column('action', sa.String(255), nullable=False),
     sa.Column('collection', sa.String(255)),
-    sa.Column('ids', sa.Text),
-    sa.Column('params', sa.Text),
+    sa.Column('ids', _LONG_TEXT),
+    sa.Column('params', _LONG_TEXT),
     sa.Column('actor', sa.Text),
     sa.Column('outcome', sa.String(20), nullable=False),
     sa.Column('error', sa.Text),
     sa.Column('duration_ms', sa.Float),
     sa.Column('idempotency_key', sa.String(255), unique=True),
     sa.Column('request_hash', sa.String(64)),
-    sa.Column('response', sa.Text),
+    sa.Column('response', _LONG_TEXT),
 )
 
 REDACTED = '[redacted]'
-_SECRET_KEY = re.compile(r'pass|secret|token|api.?key|private|auth|credential|card|cvv|ssn|iban', re.I)
+# Errs on the side of hiding: a harmless key that looks secret is redacted too.
+# 'author' and 'authority' are spared; 'authorization' is not.
+_SECRET_KEY = re.compile(
+    r'pass|secret|token|api.?key|private|auth(?!or(?!iz))|credential|card|cvv|ssn|iban', re.IGNORECASE
+)
 
 
 def redact(value: Any) -> Any:
@@ -64,9 +77,18 @@ def redact(value: Any) -> Any:
     return value
 
 
+#: Request keys the fingerprint leaves out: the coerced ids stand for the raw ones, and the key is not the request.
+_NOT_FINGERPRINTED = frozenset({'ids', 'id', 'idempotency_key'})
+
+
 def fingerprint(action: str, collection: str | None, ids: Sequence[Any], params: Mapping[str, Any]) -> str:
-    """The hash that tells a repeated request from a different one under the same key."""
-    canonical = encoding.dumps_canonical([action, collection, [str(value) for value in ids], params])
+    """The hash that tells a repeated request from a different one under the same key.
+
+    ``"1,2"`` and ``[1, 2]`` are the same ids, and a key sent in the header or
+    in the params is the same key: a retry that spells them differently is a repeat.
+    """
+    form = {key: value for key, value in params.items() if key not in _NOT_FINGERPRINTED}
+    canonical = encoding.dumps_canonical([action, collection, [str(value) for value in ids], form])
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -89,7 +111,7 @@ class AuditEntry:
     error: str | None = None
     duration_ms: float | None = None
     response: bytes | None = None
-    created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
+    created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     def row(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,135 @@
+"""``jet-sqla`` as a real process: one-shot commands, and servers that are always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+#: The console script of the venv running the tests.
+JET_SQLA = str(Path(sys.executable).with_name('jet-sqla'))
+COMMAND_SECONDS = 60
+STARTUP_SECONDS = 30
+
+
+def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment, without the jet_sqla settings it may carry, plus ``env``."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith('JET_SQLA_')}
+    base['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
+    base.update(env or {})
+    return base
+
+
+def run(args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path = REPO,
+        seconds: float = COMMAND_SECONDS) -> subprocess.CompletedProcess[str]:
+    """Run ``jet-sqla ARGS`` to completion (bounded), capturing stdout and stderr apart."""
+    return subprocess.run([JET_SQLA, *args], cwd=cwd, env=environment(env), capture_output=True, text=True,
+                          timeout=seconds, check=False, stdin=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a command that must print its own URL)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A running ``jet-sqla`` server process."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, token: str, port: int) -> None:
+        self.process = process
+        self.log_path = log_path
+        self.token = token
+        self.port = port
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace')
+
+    def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
+                seconds: float = 30) -> tuple[int, Any]:
+        """One request on a new connection: (status, decoded JSON body or None)."""
+        connection = http.client.HTTPConnection('127.0.0.1', self.port, timeout=seconds)
+        try:
+            payload = json.dumps(body) if body is not None else None
+            sent = {'Content-Type': 'application/json', **(headers or {})}
+            connection.request(method, path, payload, sent)
+            response = connection.getresponse()
+            raw = response.read()
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, None
+
+    def message(self, name: str, params: Any = None, token: str | None = None) -> tuple[int, Any]:
+        """POST a Jet message with ``Bearer <token>`` (the server's own by default)."""
+        body: dict[str, Any] = {'name': name}
+        if params is not None:
+            body['params'] = params
+        credential = self.token if token is None else token
+        return self.request('POST', '/api/messages/', body, {'Authorization': f'Bearer {credential}'})
+
+    def health(self) -> int | None:
+        try:
+            return self.request('GET', '/api/health', seconds=5)[0]
+        except OSError:
+            return None
+
+    def wait_until_healthy(self, seconds: float = STARTUP_SECONDS) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if not self.port:
+                found = re.search(r'Listening at: http://127\.0\.0\.1:(\d+)', self.log())
+                self.port = int(found.group(1)) if found else 0
+            if self.port and self.health() == 200:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f'jet-sqla did not become healthy (exit code {self.process.poll()}):\n{self.log()[-4000:]}')
+
+    def stop(self) -> None:
+        """Stop the master, then anything left of its process group (it has a session of its own)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+@contextlib.contextmanager
+def serving(args: Sequence[str], *, log_path: Path, token: str = '', env: Mapping[str, str] | None = None,
+            cwd: Path = REPO, stdout_path: Path | None = None) -> Iterator[Server]:
+    """Start ``jet-sqla ARGS``, wait until ``/api/health`` answers 200, and stop it on exit, always.
+
+    Bind ``127.0.0.1:0`` (the port is read from the log) or a port from :func:`free_port`.
+    stderr (the structured log) goes to ``log_path``; stdout to ``stdout_path``, or to the log too.
+    """
+    arguments = list(args)
+    bind = arguments[arguments.index('--bind') + 1] if '--bind' in arguments else ''
+    port = int(bind.rpartition(':')[2]) if bind else 0
+    with contextlib.ExitStack() as files:
+        log = files.enter_context(open(log_path, 'ab'))
+        out = files.enter_context(open(stdout_path, 'ab')) if stdout_path is not None else log
+        process = subprocess.Popen([JET_SQLA, *arguments], cwd=cwd, env=environment(env), stdout=out, stderr=log,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    server = Server(process, log_path, token, port)
+    try:
+        server.wait_until_healthy()
+        yield server
+    finally:
+        server.stop()
