@@ -3,6 +3,10 @@
 PERF: orjson is used when it is installed (``pip install jet-sqla[fast]``); it
 encodes several times faster than the standard library. Both paths accept the
 same values: Decimal, datetime, date, time, UUID and Enum become JSON scalars.
+
+``JET_SQLA_JSON`` picks the library, once, at import: ``auto`` (the default:
+orjson when installed), ``orjson`` (fail if it is missing) or ``stdlib``
+(never orjson: to compare the two, or to rule orjson out).
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ import datetime
 import decimal
 import enum
 import json
+import os
+import re
 import uuid
 from typing import Any
 
-__all__ = ['DecodeError', 'dumps', 'dumps_canonical', 'loads']
+__all__ = ['BACKEND', 'DecodeError', 'dumps', 'dumps_canonical', 'loads']
+
+_CHOICES = ('auto', 'orjson', 'stdlib')
 
 
 class DecodeError(ValueError):
@@ -39,16 +47,47 @@ def _std_dumps(value: Any) -> bytes:
     return json.dumps(value, default=_default, ensure_ascii=False, separators=(',', ':')).encode()
 
 
+#: The JSON escape of a UTF-16 surrogate (\ud800 to \udfff): paired it is fine, alone it is not text.
+_SURROGATE_ESCAPE = re.compile(r'\\u[dD][89a-fA-F]')
+
+
 def _std_loads(data: bytes | str) -> Any:
+    # What orjson accepts and no more: strict UTF-8, no NaN or Infinity, no lone surrogates.
     try:
-        return json.loads(data)
+        text = data.decode('utf-8') if isinstance(data, (bytes, bytearray)) else data
+        value = json.loads(text, parse_constant=_refuse_constant)
+        if _SURROGATE_ESCAPE.search(text):
+            _std_dumps(value)  # a lone surrogate cannot be encoded: refuse it here, not in a driver or the log
+        return value
     except (ValueError, RecursionError) as error:  # stdlib recurses on deep nesting
         raise DecodeError(str(error)[:200]) from None
 
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - exercised where orjson is absent
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f'{name} is not JSON')
+
+
+def _import_orjson(choice: str) -> Any:
+    """The orjson module, or ``None`` when ``choice`` rules it out or it is not installed."""
+    if choice not in _CHOICES:
+        raise ValueError(f'JET_SQLA_JSON={choice!r}: expected one of {", ".join(_CHOICES)}')
+    if choice == 'stdlib':
+        return None
+    try:
+        import orjson
+    except ImportError:
+        if choice == 'orjson':
+            raise ImportError('JET_SQLA_JSON=orjson but orjson is not installed: pip install orjson') from None
+        return None
+    return orjson
+
+
+orjson = _import_orjson(os.environ.get('JET_SQLA_JSON', 'auto').strip().lower() or 'auto')
+
+#: The JSON library in use: ``'orjson'`` or ``'stdlib'``.
+BACKEND = 'stdlib' if orjson is None else 'orjson'
+
+if orjson is None:
     dumps = _std_dumps
     loads = _std_loads
 else:
@@ -57,9 +96,10 @@ else:
     def dumps(value: Any) -> bytes:
         """``value`` as compact UTF-8 JSON."""
         try:
-            return orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
+            encoded: bytes = orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
         except orjson.JSONEncodeError as error:
             raise TypeError(str(error)) from None
+        return encoded
 
     def loads(data: bytes | str) -> Any:
         """Parse JSON; raises :class:`DecodeError` on bad or too deeply nested input."""

@@ -1,0 +1,368 @@
+"""The OpenAPI 3.1 document of jet_sqla's HTTP endpoints.
+
+It describes the protocol, not one app's actions: the messages jet_sqla
+answers itself (list_records only with the console on), every error it can
+send, the health check and the document itself. It depends only on the bridge's settings, so it is built once per set
+of settings and served as fixed bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from collections.abc import Sequence
+from typing import Any
+
+from . import encoding
+from .fields import Field
+from .messages import EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, LIST_RECORDS
+from .options import MAX_LIMIT
+
+__all__ = ['ERROR_STATUSES', 'build_document', 'document']
+
+OPENAPI_VERSION = '3.1.0'
+
+#: Every error status the messages endpoint answers with, and when.
+ERROR_STATUSES: dict[int, str] = {
+    400: 'The body, a message or a form value is malformed; `fields` names every bad value.',
+    401: 'No credentials, or credentials that do not verify.',
+    403: 'Valid credentials that may not do this: another project, a read-only user, or `allow=`.',
+    404: 'An unknown action, collection, field, or records (`missing_ids` lists them).',
+    409: 'The action conflicts with existing data, or an idempotency key was reused for another request.',
+    413: 'The body is over `max_body_size` bytes, or the request names more than `max_ids` ids.',
+    500: 'The action raised an unexpected exception; it was rolled back and the log has the details.',
+    503: ('The database is unavailable or the action could not take its locks; nothing was changed, '
+          'except with code `outcome_unknown`: the connection died during the COMMIT, check before retrying.'),
+    504: "An action's statement ran past its `timeout`; it was rolled back.",
+}
+
+#: The schema of each message's request body, by message name.
+_MESSAGE_SCHEMAS = {
+    GET_ACTION_LIST: 'GetActionList',
+    EXECUTE_ACTION: 'ExecuteAction',
+    GET_FIELD_OPTIONS: 'GetFieldOptions',
+    LIST_RECORDS: 'ListRecords',
+}
+
+_ID = {'oneOf': [{'type': 'string'}, {'type': 'integer'}], 'description': 'A primary key, as text or a number.'}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {'$ref': f'#/components/schemas/{name}'}
+
+
+def _message(name: str, params: dict[str, Any], summary: str, *, params_required: bool) -> dict[str, Any]:
+    return {
+        'type': 'object',
+        'title': name,
+        'description': summary,
+        'required': ['name', 'params'] if params_required else ['name'],
+        'properties': {'name': {'const': name}, 'params': params},
+    }
+
+
+def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
+    form_values = {
+        'type': 'object',
+        'description': 'The form values by field name, plus the records the action runs on.',
+        'properties': {
+            'ids': {
+                'oneOf': [
+                    {'type': 'array', 'items': _ID, 'maxItems': max_ids},
+                    {'type': 'string', 'description': 'Comma-separated ids: "1,2,3".'},
+                ],
+                'description': f'The selected records; at most {max_ids} (more is a 413).',
+            },
+            'id': _ID,
+            'idempotency_key': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+        },
+        'additionalProperties': True,
+    }
+    options_query = {
+        'form': {'type': 'object', 'description': 'The other values of the form.'},
+        'q': {'type': 'string', 'description': 'A search term, matched case-insensitively.'},
+        'limit': {'type': 'integer', 'minimum': 1, 'maximum': MAX_LIMIT},
+        'offset': {'type': 'integer', 'minimum': 0},
+        'after': {'description': 'Keyset paging: only options whose value comes after this one.'},
+    }
+    return {
+        'Message': {
+            'oneOf': [_ref(_MESSAGE_SCHEMAS[name]) for name in messages],
+            'discriminator': {
+                'propertyName': 'name',
+                'mapping': {name: _ref(_MESSAGE_SCHEMAS[name])['$ref'] for name in messages},
+            },
+        },
+        'GetActionList': _message(
+            GET_ACTION_LIST, {'type': 'object'}, 'The declared actions and their forms.', params_required=False,
+        ),
+        'ExecuteAction': _message(
+            EXECUTE_ACTION,
+            {
+                'type': 'object',
+                'required': ['name'],
+                'properties': {
+                    'name': {'type': 'string', 'minLength': 1, 'description': "The action's name."},
+                    'model': {'type': 'string', 'description': 'The collection, for an action that serves several.'},
+                    'params': form_values,
+                },
+            },
+            'Run one action in one transaction.',
+            params_required=True,
+        ),
+        'GetFieldOptions': _message(
+            GET_FIELD_OPTIONS,
+            {
+                'type': 'object',
+                'required': ['field'],
+                'properties': {
+                    'model': {'type': 'string', 'description': 'The collection whose column this is.'},
+                    'action': {'type': 'string', 'description': 'The action whose form field this is.'},
+                    'field': {'type': 'string', 'minLength': 1},
+                    **options_query,
+                },
+            },
+            'The choices of a select box.',
+            params_required=True,
+        ),
+        'ListRecords': _message(
+            LIST_RECORDS,
+            {
+                'type': 'object',
+                'required': ['model'],
+                'properties': {
+                    'model': {'type': 'string', 'minLength': 1},
+                    'limit': options_query['limit'],
+                    'offset': options_query['offset'],
+                },
+            },
+            "A page of a collection's rows, in primary-key order.",
+            params_required=True,
+        ),
+        'FormField': {
+            'type': 'object',
+            'required': ['name', 'field', 'required', 'params'],
+            'properties': {
+                'name': {'type': 'string'},
+                'field': {'enum': [field.value for field in Field]},
+                'required': {'type': 'boolean'},
+                'label': {'type': 'string'},
+                'description': {'type': 'string'},
+                'params': {'type': 'object'},
+            },
+        },
+        'ActionDescription': {
+            'type': 'object',
+            'required': ['name', 'params'],
+            'properties': {
+                'name': {'type': 'string'},
+                'label': {'type': 'string'},
+                'description': {'type': 'string'},
+                'model_action': {
+                    'type': 'object',
+                    'properties': {
+                        'model': {'oneOf': [{'type': 'string'}, {'type': 'array', 'items': {'type': 'string'}}]},
+                        'for_instance': {'type': 'boolean'},
+                        'bulk': {'type': 'boolean'},
+                    },
+                },
+                'common_action': {'type': 'object'},
+                'params': {'type': 'array', 'items': _ref('FormField')},
+            },
+        },
+        'ActionList': {'type': 'array', 'items': _ref('ActionDescription')},
+        'ActionResult': {
+            'type': 'object',
+            'required': ['result'],
+            'properties': {'result': {'const': True}},
+            'additionalProperties': True,
+            'description': "`result: true`, merged with the dict the action returned.",
+        },
+        'Option': {
+            'type': 'object',
+            'required': ['value', 'name'],
+            'properties': {
+                'value': {},
+                'name': {'type': 'string'},
+                'color': {'type': ['string', 'null']},
+            },
+        },
+        'Options': {'type': 'array', 'items': _ref('Option')},
+        'RecordsPage': {
+            'type': 'object',
+            'required': ['pk', 'columns', 'records', 'has_more'],
+            'properties': {
+                'pk': {'type': ['string', 'null']},
+                'columns': {
+                    'type': 'array',
+                    'items': {
+                        'type': 'object',
+                        'required': ['name', 'field'],
+                        'properties': {'name': {'type': 'string'}, 'field': {'type': 'string'}},
+                    },
+                },
+                'records': {'type': 'array', 'items': {'type': 'object'}},
+                'has_more': {'type': 'boolean'},
+            },
+        },
+        'Error': {
+            'type': 'object',
+            'required': ['title', 'code'],
+            'properties': {
+                'title': {'type': 'string', 'description': 'The HTTP status line, as "400 Bad Request".'},
+                'description': {'type': 'string', 'description': 'The reason, fit to show the operator.'},
+                'code': {'type': 'string', 'description': 'A stable identifier: invalid_params, too_large…'},
+                'fields': {
+                    'type': 'object',
+                    'additionalProperties': {'type': 'string'},
+                    'description': 'Each bad form value or message param, with its reason.',
+                },
+                'collection': {'type': 'string'},
+                'missing_ids': {'type': 'array', 'description': 'The ids that name no record.'},
+            },
+            'additionalProperties': True,
+        },
+        'Health': {
+            'type': 'object',
+            'required': ['status'],
+            'properties': {
+                'status': {'enum': ['ok', 'unavailable']},
+                'database': {'type': 'string'},
+            },
+        },
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {'description': description, 'content': {'application/json': {'schema': schema}}}
+
+
+def _error_responses(statuses: Sequence[int]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status in statuses:
+        response = _json(_ref('Error'), ERROR_STATUSES[status])
+        if status == 401:
+            response['headers'] = {'WWW-Authenticate': {'schema': {'type': 'string'}}}
+        elif status == 503:
+            response['headers'] = {'Retry-After': {'schema': {'type': 'string'}}}
+        responses[str(status)] = response
+    return responses
+
+
+def build_document(
+    *,
+    prefix: str = '/api',
+    max_body_size: int = 1024 * 1024,
+    max_ids: int = 100_000,
+    collections: Sequence[str] = (),
+    listing: bool = False,
+    title: str = 'jet_sqla',
+    version: str = '0.1.0',
+) -> dict[str, Any]:
+    """The OpenAPI document as a dict.
+
+    Args:
+        prefix: The URL prefix of every route.
+        max_body_size: The body limit, stated in the document.
+        max_ids: The ids limit, stated in the document.
+        collections: Collection names, given as examples.
+        listing: The server answers ``list_records`` (it does when the console is on).
+        title: The API's title.
+        version: The API's version.
+    """
+    prefix = '/' + prefix.strip('/') if prefix.strip('/') else ''
+    example_model = collections[0] if collections else 'users'
+    messages = [GET_ACTION_LIST, EXECUTE_ACTION, GET_FIELD_OPTIONS] + ([LIST_RECORDS] if listing else [])
+    examples: dict[str, Any] = {GET_ACTION_LIST: {'value': {'name': GET_ACTION_LIST}}}
+    if listing:
+        examples[LIST_RECORDS] = {'value': {'name': LIST_RECORDS, 'params': {'model': example_model}}}
+    results = {'ActionList': GET_ACTION_LIST, 'ActionResult': EXECUTE_ACTION, 'Options': GET_FIELD_OPTIONS,
+               'RecordsPage': LIST_RECORDS}
+    return {
+        'openapi': OPENAPI_VERSION,
+        'info': {
+            'title': title,
+            'version': version,
+            'description': (
+                'The Jet Admin messages protocol. Every response, errors included, is JSON; '
+                f'bodies over {max_body_size} bytes and requests naming more than {max_ids} ids get a 413.'
+            ),
+        },
+        'paths': {
+            f'{prefix}/messages/': {
+                'post': {
+                    'operationId': 'postMessage',
+                    'summary': 'Answer one Jet message.',
+                    'security': [{'bearer': []}, {'authorization': []}],
+                    'parameters': [{
+                        'name': 'Idempotency-Key',
+                        'in': 'header',
+                        'required': False,
+                        'description': 'execute_action only, with audit=True: a repeated key replays the first answer.',
+                        'schema': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+                    }],
+                    'requestBody': {
+                        'required': True,
+                        'content': {'application/json': {
+                            'schema': _ref('Message'),
+                            'examples': examples,
+                        }},
+                    },
+                    'responses': {
+                        '200': _json(
+                            {'anyOf': [_ref(schema) for schema, message in results.items() if message in messages]},
+                            '; '.join(f'{message}: {schema}' for schema, message in results.items()
+                                      if message in messages) + '.',
+                        ),
+                        **_error_responses([400, 401, 403, 404, 409, 413, 500, 503, 504]),
+                    },
+                },
+            },
+            f'{prefix}/health': {
+                'get': {
+                    'operationId': 'getHealth',
+                    'summary': 'Whether the database answers. No authentication.',
+                    'security': [],
+                    'responses': {
+                        '200': _json(_ref('Health'), 'The database answers.'),
+                        '503': _json(_ref('Health'), 'The database does not answer.'),
+                    },
+                },
+            },
+            f'{prefix}/openapi.json': {
+                'get': {
+                    'operationId': 'getOpenAPI',
+                    'summary': 'This document. No authentication.',
+                    'security': [],
+                    'responses': {'200': _json({'type': 'object'}, 'The OpenAPI document.')},
+                },
+            },
+        },
+        'components': {
+            'schemas': _schemas(max_ids, messages),
+            'securitySchemes': {
+                'bearer': {'type': 'http', 'scheme': 'bearer', 'description': 'A shared token.'},
+                'authorization': {
+                    'type': 'apiKey',
+                    'in': 'header',
+                    'name': 'Authorization',
+                    'description': '"Token <shared token>", or "JWT <token>" signed by Jet Admin (RS256).',
+                },
+            },
+        },
+    }
+
+
+@functools.lru_cache(maxsize=32)
+def document(
+    *, prefix: str = '/api', max_body_size: int = 1024 * 1024, max_ids: int = 100_000,
+    collections: tuple[str, ...] = (), listing: bool = False,
+) -> bytes:
+    """The OpenAPI document as JSON bytes, built once per set of settings."""
+    # PERF: served on every GET of openapi.json; the bytes never change for these settings.
+    try:
+        version = importlib.metadata.version('jet-sqla')
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = '0'
+    return encoding.dumps(build_document(prefix=prefix, max_body_size=max_body_size, max_ids=max_ids,
+                                         collections=collections, listing=listing, version=version))
