@@ -217,7 +217,7 @@
     rec.page = h('span', { class: 'small muted' });
     loadRecords(0);
     return h('section', { class: 'records', 'aria-labelledby': 'records-title' },
-      h('div', { class: 'records-head' }, h('h3', { id: 'records-title' }, `Select ${model} records`), rec.count, rec.clear),
+      h('div', { class: 'records-head' }, h('h3', { id: 'records-title' }, `Select records of ${model}`), rec.count, rec.clear),
       rec.wrap, h('div', { class: 'pager' }, rec.prev, rec.page, rec.next));
   }
   async function loadRecords(offset) {
@@ -377,6 +377,7 @@
       const o = options.find((x) => valueKey(x.value) === sel.value);
       sw.style.setProperty('--swatch', (o && o.color) || 'transparent');
       sw.classList.toggle('swatch-none', !(o && o.color));
+      sel.classList.toggle('has-swatch', !!(o && o.color));
     };
     const fill = (list) => {
       const current = sel.value;
