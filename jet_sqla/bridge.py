@@ -26,6 +26,8 @@ __all__ = ['Bridge']
 log = logging.getLogger('jet_sqla')
 
 F = TypeVar('F', bound=Callable[..., Any])
+#: ``mount`` returns the very app it was given, whatever its request and response types.
+AppT = TypeVar('AppT', bound='falcon.App[Any, Any]')
 
 INSECURE_WARNING = (
     '\n' + '!' * 72 + '\n'
@@ -109,7 +111,7 @@ class Bridge:
         self.messages = Handlers(parent=default_handlers)
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     self.sessions, self.messages, listing=console)
+                                     self.sessions, self.messages, engine=engine, listing=console)
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -247,7 +249,7 @@ class Bridge:
         result: dict[str, Any] = encoding.loads(body)
         return result
 
-    def mount(self, app: falcon.App) -> falcon.App:
+    def mount(self, app: AppT) -> AppT:
         """Add jet_sqla's routes to an app you already have.
 
         Raises:
@@ -256,7 +258,7 @@ class Bridge:
         http.add_routes(app, **self._route_options())
         return app
 
-    def wsgi_app(self) -> falcon.App:
+    def wsgi_app(self) -> falcon.App[falcon.Request, falcon.Response]:
         """A Falcon app serving this bridge: ``gunicorn 'myapp.jet:app'`` with ``app = bridge.wsgi_app()``."""
         return http.create_app(cors_origins=self.cors_origins, **self._route_options())
 

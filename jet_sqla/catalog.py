@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.automap import automap_base
@@ -97,7 +97,8 @@ class Collection:
         table = mapper.local_table
         assert isinstance(table, sa.Table)
         self.table = table
-        pk_columns = list(mapper.primary_key)
+        # Typed as ColumnElement, but a mapper over a Table (asserted above) keys on its Columns.
+        pk_columns = cast('list[sa.Column[Any]]', list(mapper.primary_key))
         self.pk: sa.Column[Any] | None = pk_columns[0] if len(pk_columns) == 1 else None
         self.pk_attribute: str | None = None
         if self.pk is not None:
@@ -265,8 +266,8 @@ class Catalog:
             entry[1].update(dict.fromkeys(ids))
         loaded: dict[str, dict[Any, Any]] = {}
         for name in sorted(wanted):
-            collection, ids = wanted[name]
-            loaded[name] = dict(collection.iter_loaded(session, list(ids), lock=lock))
+            collection, merged_ids = wanted[name]
+            loaded[name] = dict(collection.iter_loaded(session, list(merged_ids), lock=lock))
         for collection, ids in requests:
             missing = [value for value in ids if value not in loaded[collection.name]]
             if missing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any
@@ -43,13 +43,17 @@ log = logging.getLogger(__name__)
 JSON = 'application/json'
 
 
-class _Detailed:
-    """Adds domain details (``fields``, ``missing_ids``…) to Falcon's error body."""
+class _Detailed(falcon.HTTPError):
+    """Adds domain details (``fields``, ``missing_ids``…) to Falcon's error body.
+
+    Never raised itself: each subclass also inherits a concrete Falcon error,
+    which comes after this class in the MRO and supplies the status.
+    """
 
     details: Mapping[str, Any] = MappingProxyType({})
 
-    def to_dict(self, obj_type: type[dict[str, Any]] = dict) -> dict[str, Any]:
-        body = super().to_dict(obj_type)  # type: ignore[misc]
+    def to_dict(self, obj_type: type[MutableMapping[str, Any]] = dict) -> MutableMapping[str, Any]:
+        body = super().to_dict(obj_type)
         body.update(self.details)
         return body
 
@@ -91,7 +95,7 @@ class ServerError(_Detailed, falcon.HTTPInternalServerError):
 
 
 # Most specific first: RecordsNotFound is a NotFound, and so on.
-_ERROR_CLASSES: tuple[tuple[type[JetError], type[falcon.HTTPError]], ...] = (
+_ERROR_CLASSES: tuple[tuple[type[JetError], type[_Detailed]], ...] = (
     (InvalidParams, BadRequest),
     (MessageError, BadRequest),
     (ActionError, BadRequest),
@@ -108,7 +112,7 @@ _ERROR_CLASSES: tuple[tuple[type[JetError], type[falcon.HTTPError]], ...] = (
 
 def to_http_error(error: JetError) -> falcon.HTTPError:
     """The Falcon error for a domain error, carrying its code, message and details."""
-    http_class: type[falcon.HTTPError] = ServerError
+    http_class: type[_Detailed] = ServerError
     for domain_class, candidate in _ERROR_CLASSES:
         if isinstance(error, domain_class):
             http_class = candidate
@@ -119,7 +123,7 @@ def to_http_error(error: JetError) -> falcon.HTTPError:
     if http_class is Unavailable and not isinstance(error, OutcomeUnknown):
         kwargs['retry_after'] = 1  # safe: nothing was written
     http_error = http_class(**kwargs)
-    http_error.details = error.details()  # type: ignore[attr-defined]
+    http_error.details = error.details()
     return http_error
 
 
@@ -239,7 +243,7 @@ class StaticDocumentResource:
 
 
 def add_routes(
-    app: falcon.App,
+    app: falcon.App[Any, Any],
     *,
     dispatcher: Dispatcher,
     authenticator: Authenticator,
@@ -268,7 +272,9 @@ def add_routes(
     app.add_error_handler(JetError, _handle_jet_error)
 
 
-def create_app(cors_origins: str | list[str] | None = '*', **routes: Any) -> falcon.App:
+def create_app(
+    cors_origins: str | list[str] | None = '*', **routes: Any
+) -> falcon.App[falcon.Request, falcon.Response]:
     """A Falcon app that serves jet_sqla's routes and answers every error in JSON.
 
     Args:
@@ -276,8 +282,7 @@ def create_app(cors_origins: str | list[str] | None = '*', **routes: Any) -> fal
             one); ``'*'`` is safe because credentials travel in a header, not a cookie.
         **routes: Passed to :func:`add_routes`.
     """
-    middleware = [falcon.CORSMiddleware(allow_origins=cors_origins)] if cors_origins else []
-    app = falcon.App(middleware=middleware)
+    app = falcon.App(middleware=[falcon.CORSMiddleware(allow_origins=cors_origins)] if cors_origins else [])
     app.add_error_handler(Exception, _handle_unexpected)
     app.set_error_serializer(_serialize_error)
     add_routes(app, **routes)
