@@ -113,11 +113,16 @@ class OptionsQuery:
 
 
 class OptionsSource:
-    """Answers the options of one field."""
+    """Answers the options of one field.
+
+    ``needs_session``: ``options()`` is given an ORM session. ``needs_connection``:
+    it is given a connection (enough for a Core SELECT, and cheaper). Neither: ``None``.
+    """
 
     needs_session = False
+    needs_connection = False
 
-    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+    def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         raise NotImplementedError
 
     def static(self) -> list[Option] | None:
@@ -149,7 +154,7 @@ class EnumOptions(OptionsSource):
     def static(self) -> list[Option]:
         return list(self._options)
 
-    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+    def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         found = self._options
         if query.q:
             needle = query.q.casefold()
@@ -170,7 +175,7 @@ class ForeignKeyOptions(OptionsSource):
     instead of by offset, which stays fast on deep pages.
     """
 
-    needs_session = True
+    needs_connection = True
 
     def __init__(self, related: Collection, value_column: sa.Column[Any] | None = None) -> None:
         self.related = related
@@ -178,24 +183,28 @@ class ForeignKeyOptions(OptionsSource):
         if column is None:
             raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
         self.value_column: sa.Column[Any] = column
+        label = related.label
+        # PERF: the statement is built once; a request only binds its limit and offset.
+        self._page = (
+            sa.select(column, label).order_by(column)
+            .limit(sa.bindparam('limit', type_=sa.Integer)).offset(sa.bindparam('offset', type_=sa.Integer))
+        )
+        self._searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
 
-    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+    def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         assert session is not None
-        value, label = self.value_column, self.related.label
-        statement = sa.select(value, label).order_by(value).limit(query.limit).offset(query.offset)
+        statement = self._page
         if query.q:
-            searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
-            statement = statement.where(searchable.icontains(query.q, autoescape=True))
+            statement = statement.where(self._searchable.icontains(query.q, autoescape=True))
         if query.after is not None:
             try:
                 after = self.related.coerce_id(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
-            statement = statement.where(value > after)
-        return [
-            Option(row[0], str(row[1]) if row[1] is not None else str(row[0]))
-            for row in session.execute(statement)
-        ]
+            statement = statement.where(self.value_column > after)
+        # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
+        rows = session.execute(statement, {'limit': query.limit, 'offset': query.offset}).all()
+        return [Option(value, str(label) if label is not None else str(value)) for value, label in rows]
 
 
 #: The arguments a custom options function may ask for, by name.
@@ -224,7 +233,7 @@ class CustomOptions(OptionsSource):
             )
         self.needs_session = 'session' in self._arguments
 
-    def options(self, session: Session | None, query: OptionsQuery) -> list[Option]:
+    def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         available = {
             'form': dict(query.form),
             'q': query.q,

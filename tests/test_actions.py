@@ -460,3 +460,22 @@ def test_params_list_with_named_form_parameters_is_refused(bridge: Bridge) -> No
     with pytest.raises(TypeError, match="remove 'extra'"):
         @bridge.action(params=[Param('amount', type=Decimal)])
         def action(extra: str, **form: Any) -> None: ...
+
+
+def test_an_action_that_needs_no_database_opens_no_connection(bridge: Bridge, client: Client,
+                                                              engine: sa.Engine) -> None:
+    checkouts: list[object] = []
+    sa.event.listen(engine, 'checkout', lambda *args: checkouts.append(args[0]))
+
+    @bridge.action()
+    def pure(n: int) -> dict[str, int]:
+        return {'double': 2 * n}
+
+    @bridge.action()
+    def with_session(session: Session) -> None:
+        session.execute(sa.select(1))
+
+    assert client.execute('pure', n=4).json == {'result': True, 'double': 8}
+    assert checkouts == []
+    assert client.execute('with_session').status_code == 200
+    assert len(checkouts) == 1
