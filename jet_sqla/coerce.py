@@ -128,19 +128,19 @@ def coerce_bool(value: Any) -> bool:
     raise ValueError(f'{_short(value)} is not a valid boolean')
 
 
-def _iso(value: Any, kind: str) -> str:
+def _from_iso(value: Any, kind: str, parse: Callable[[str], Any]) -> Any:
     if not isinstance(value, str):
         raise ValueError(f'expected an ISO 8601 {kind} string, got {_type_name(value)}')
-    return value.strip()
+    try:
+        return parse(value.strip())
+    except ValueError:
+        raise ValueError(f'{_short(value)} is not a valid ISO 8601 {kind}') from None
 
 
 def coerce_datetime(value: Any) -> datetime.datetime:
     """An ISO 8601 datetime; an aware value stays aware, a naive one stays naive."""
-    text = _iso(value, 'datetime')
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f'{_short(value)} is not a valid ISO 8601 datetime') from None
+    moment: datetime.datetime = _from_iso(value, 'datetime', datetime.datetime.fromisoformat)
+    return moment
 
 
 def coerce_timestamp(value: Any) -> datetime.datetime:
@@ -156,20 +156,14 @@ def coerce_timestamp(value: Any) -> datetime.datetime:
 
 def coerce_date(value: Any) -> datetime.date:
     """An ISO 8601 date (``2024-05-01``)."""
-    text = _iso(value, 'date')
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f'{_short(value)} is not a valid ISO 8601 date') from None
+    day: datetime.date = _from_iso(value, 'date', datetime.date.fromisoformat)
+    return day
 
 
 def coerce_time(value: Any) -> datetime.time:
     """An ISO 8601 time (``13:45`` or ``13:45:10+02:00``)."""
-    text = _iso(value, 'time')
-    try:
-        return datetime.time.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f'{_short(value)} is not a valid ISO 8601 time') from None
+    moment: datetime.time = _from_iso(value, 'time', datetime.time.fromisoformat)
+    return moment
 
 
 def coerce_uuid(value: Any) -> uuid.UUID:
