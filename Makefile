@@ -5,19 +5,24 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: test install browser demo
+.PHONY: test install system-packages demo
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo 'installing chromium for the console tests'; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# chromium drives the console's browser tests; wrk loads servers in the benchmark smoke tests.
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-test: install browser
+test: install system-packages
 	$(VENV)/bin/pytest
 
 demo: install

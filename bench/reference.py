@@ -31,6 +31,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
 LAUNCHER = BENCH_DIR / "reference" / "run_bridge.py"
 _READY_MARKER = ".bench-ready"
+_VENV_NAME = "jet-bridge-1.12.13-py3.9"
 
 
 def _is_python39(executable: str) -> bool:
@@ -82,12 +83,19 @@ def find_python39() -> str:
     )
 
 
+def reference_venv_ready(cache_dir: Path = CACHE_DIR) -> bool:
+    """True when the reference's venv is built (so starting it installs nothing)."""
+    venv = cache_dir / _VENV_NAME
+    marker = venv / _READY_MARKER
+    return marker.is_file() and marker.read_text() == REFERENCE_REQUIREMENT and (venv / "bin" / "python").exists()
+
+
 def ensure_reference_venv(cache_dir: Path = CACHE_DIR) -> Path:
     """Python of a venv with jet-bridge installed; builds it (pip from PyPI) if missing."""
-    venv = cache_dir / "jet-bridge-1.12.13-py3.9"
+    venv = cache_dir / _VENV_NAME
     python = venv / "bin" / "python"
     marker = venv / _READY_MARKER
-    if marker.is_file() and marker.read_text() == REFERENCE_REQUIREMENT and python.exists():
+    if reference_venv_ready(cache_dir):
         return python
     shutil.rmtree(venv, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ class ServerProcess:
     port: int
     log_path: Path
     name: str = "server"
+    work_dir: Optional[Path] = None
+    """A scratch directory of the server's own, removed by ``stop()``."""
     _stopped: bool = field(default=False, repr=False)
 
     def url(self, path: str = MESSAGES_PATH) -> str:
@@ -51,6 +53,23 @@ class ServerProcess:
     def log_tail(self, lines: int = 30) -> str:
         """Last ``lines`` lines of the server's log."""
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the live processes of this server's group.
+
+        Throughput on a shared machine moves with everybody else's load; the CPU a
+        server spends per request hardly does, so it is the steadier measure.
+        """
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # the command name (field 2) may hold spaces: split after its closing parenthesis
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            if int(fields[2]) == self.proc.pid:  # pgrp
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _group_alive(self) -> bool:
         try:
@@ -85,6 +104,8 @@ class ServerProcess:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __enter__(self) -> "ServerProcess":
         return self
@@ -175,13 +196,15 @@ def start_gunicorn(
     python: str = sys.executable,
     env: Optional[Mapping[str, str]] = None,
     extra_args: Sequence[str] = (),
+    extra_paths: Sequence[str] = (),
     log_path: Optional[Path] = None,
     startup_timeout: float = 30.0,
 ) -> ServerProcess:
     """Serve the WSGI ``app`` ("module:attr") with ``python -m gunicorn`` on loopback.
 
     Returns once every worker has loaded the app. ``env`` is added to the current
-    environment; the repository root is put on PYTHONPATH. The gunicorn config slot
+    environment; ``extra_paths`` then the repository root are put on PYTHONPATH (so a
+    candidate copy of a package in ``extra_paths`` wins). The gunicorn config slot
     (``-c``) is taken by bench.gunicorn_ready: pass other settings in ``extra_args``.
     """
     port = port or free_port()
@@ -189,7 +212,7 @@ def start_gunicorn(
     ready_dir = Path(tempfile.mkdtemp(prefix="bench-gunicorn-ready-"))
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (repo_root, full_env.get("PYTHONPATH", "")) if p
+        p for p in (*extra_paths, repo_root, full_env.get("PYTHONPATH", "")) if p
     )
     full_env.update(env or {})
     full_env["BENCH_READY_DIR"] = str(ready_dir)
@@ -204,11 +227,19 @@ def start_gunicorn(
         *extra_args,
         app,
     ]
-    log = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / "bench-gunicorn-{}.log".format(port)
+    # By default the log lives in the server's scratch directory, removed by stop():
+    # errors raised on the way carry its tail.
+    log = log_path or ready_dir / "gunicorn.log"
     try:
-        return start_server(
+        server = start_server(
             argv, port, log, name="gunicorn " + app, env=full_env, startup_timeout=startup_timeout,
-            all_workers_ready=lambda _: len(os.listdir(ready_dir)) >= workers,
+            # gunicorn puts its working directory first on sys.path: an empty one
+            # leaves the order of PYTHONPATH (candidate copies first) intact
+            cwd=ready_dir,
+            all_workers_ready=lambda _: len(list(ready_dir.glob("[0-9]*"))) >= workers,
         )
-    finally:
+    except BaseException:
         shutil.rmtree(ready_dir, ignore_errors=True)
+        raise
+    server.work_dir = ready_dir
+    return server

@@ -1,0 +1,150 @@
+"""The benchmarks (``python -m bench``) run end to end with tiny sizes, so they do not rot.
+
+Their numbers mean nothing at these sizes and are not checked; what is checked
+is that every benchmark runs against the real servers and databases and fills
+its table with measurements. The benchmarks themselves are run by hand, not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from falcon import testing
+
+from bench import __main__ as bench_main
+from bench.bare_app import RESPONSES
+from bench.jet_app import create_app, prepare_database
+from bench.payloads import MESSAGE_NAMES, request_body, request_headers
+from bench.reference import REFERENCE_REQUIREMENT, ensure_reference_venv, reference_venv_ready
+from bench.report import Section
+from jet_sqla import encoding
+
+from .conftest import IN_CI, POSTGRES_URL, require_server
+
+TINY_HTTP = ['--duration', '1', '--rounds', '1', '--stack-rounds', '1', '--starvation-rounds', '1',
+             '--connections', '2', '--wrk-threads', '1',
+             '--workers', '1', '--threads', '4']
+
+
+def require_wrk() -> None:
+    if shutil.which('wrk') is None:
+        message = 'wrk is not installed: apt-get install -y wrk'
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def run_bench(*argv: str) -> list[Section]:
+    return bench_main.run(bench_main.parser().parse_args(list(argv)), emit=lambda text: None)
+
+
+def assert_measured(section: Section, rows: int) -> Section:
+    """``section`` has ``rows`` rows, and every check holds a real number."""
+    assert len(section.rows) == rows, section.markdown()
+    for check in section.checks:
+        assert math.isfinite(check.value) and check.value >= 0, check
+    return section
+
+
+def test_bench_app_writes_the_bare_endpoints_bytes(tmp_path: Path) -> None:
+    # The protocol benchmark compares like with like only if both write the same bytes.
+    client = testing.TestClient(create_app(prepare_database(tmp_path / 'bench.sqlite3', rows=3)))
+    for message in MESSAGE_NAMES:
+        result = client.simulate_post('/api/messages/', body=request_body(message), headers=request_headers())
+        assert result.status_code == 200
+        assert result.content == RESPONSES[message]
+
+
+@pytest.fixture
+def reload_encoding(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], ModuleType]]:
+    """Re-imports jet_sqla.encoding under a given JET_SQLA_JSON; the original choice is restored after."""
+
+    def reload(choice: str) -> ModuleType:
+        monkeypatch.setenv('JET_SQLA_JSON', choice)
+        return importlib.reload(encoding)
+
+    yield reload
+    monkeypatch.undo()
+    importlib.reload(encoding)
+
+
+@pytest.mark.parametrize('choice, backend', [('stdlib', 'stdlib'), ('orjson', 'orjson'), ('auto', 'orjson')])
+def test_json_library_is_chosen_by_environment(
+    reload_encoding: Callable[[str], ModuleType], choice: str, backend: str
+) -> None:
+    pytest.importorskip('orjson')
+    chosen = reload_encoding(choice)
+    assert chosen.BACKEND == backend
+    assert chosen.dumps({'a': [1], 'when': date(2024, 1, 2)}) == b'{"a":[1],"when":"2024-01-02"}'
+    with pytest.raises(chosen.DecodeError):
+        chosen.loads(b'{"a": ')
+
+
+def test_unknown_json_library_is_refused(reload_encoding: Callable[[str], ModuleType]) -> None:
+    with pytest.raises(ValueError, match="JET_SQLA_JSON='simplejson': expected one of auto, orjson, stdlib"):
+        reload_encoding('simplejson')
+
+
+@pytest.fixture(scope='module')
+def http_sections() -> dict[str, Section]:
+    """The HTTP benchmarks, run once together (they share their servers), by name."""
+    require_wrk()
+    if IN_CI and not reference_venv_ready():
+        # Under CI the reference is smoke-tested too: its venv takes under a minute to build.
+        ensure_reference_venv()
+    names = ['protocol', 'stack', 'starvation'] + (['reference'] if reference_venv_ready() else [])
+    sections = run_bench('--only', ','.join(names), *TINY_HTTP, '--messages', 'get_action_list',
+                         '--stacks', 'gthread,gthread+stdlib',
+                         '--slow-seconds', '0.3', '--starvation-connections', '2')
+    return {section.benchmark: section for section in sections}
+
+
+def test_protocol(http_sections: dict[str, Section]) -> None:
+    section = assert_measured(http_sections['protocol'], rows=2)
+    assert [check.op for check in section.checks] == ['>=']
+
+
+def test_server_stack(http_sections: dict[str, Section]) -> None:
+    # bare and jet_sqla on gthread, jet_sqla on gthread with the stdlib json
+    assert_measured(http_sections['stack'], rows=3)
+
+
+def test_starvation(http_sections: dict[str, Section]) -> None:
+    section = assert_measured(http_sections['starvation'], rows=4)
+    done = [row[-1] for row in section.rows if row[1] != 'none']
+    assert all(int(count) >= 1 for count in done), section.markdown()  # the slow actions did run
+
+
+def test_reference(http_sections: dict[str, Section]) -> None:
+    if 'reference' not in http_sections:
+        # Locally, building it (PyPI into a Python 3.9 venv) is left to the benchmark itself.
+        pytest.skip(f'the {REFERENCE_REQUIREMENT} venv is not built; `python -m bench --only reference` builds it')
+    assert_measured(http_sections['reference'], rows=3)
+
+
+@pytest.fixture(scope='module')
+def database_sections() -> dict[str, Section]:
+    """The PostgreSQL benchmarks, run once together (they share their private database), by name."""
+    require_server(POSTGRES_URL)
+    sections = run_bench('--only', 'bulk,fk', '--postgres-url', POSTGRES_URL, '--bulk-sizes', '600',
+                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1')
+    return {section.benchmark: section for section in sections}
+
+
+def test_bulk(database_sections: dict[str, Section]) -> None:
+    section = assert_measured(database_sections['bulk'], rows=4)
+    statements = [check.value for check in section.checks if 'statements' in check.name]
+    assert statements == [2]  # one SELECT per chunk of 500 ids
+
+
+def test_fk_options(database_sections: dict[str, Section]) -> None:
+    section = assert_measured(database_sections['fk'], rows=16)
+    deep_page = next(row for row in section.rows if str(row[0]).startswith('deep page offset=4,500'))
+    assert 'executed in' in deep_page[-1]  # PostgreSQL's own timing, read from EXPLAIN ANALYZE
