@@ -143,10 +143,10 @@ class TestServeRefusesClearly:
 class TestServerSettings:
     def test_defaults_live_in_one_place(self) -> None:
         cores = len(os.sched_getaffinity(0))
-        assert cli.SERVE_DEFAULTS == cli.ServeDefaults(workers=2 * cores + 1, threads=4, worker_class='gthread',
+        assert cli.SERVE_DEFAULTS == cli.ServeDefaults(workers=max(2, cores), threads=8, worker_class='gthread',
                                                        bind='127.0.0.1:8000')
         help_text = invoke('serve', '--help').stdout
-        assert f'[default: {2 * cores + 1}]' in help_text and '[default: gthread]' in help_text
+        assert f'[default: {max(2, cores)}]' in help_text and '[default: gthread]' in help_text
 
     def test_gunicorn_gets_the_settings_and_each_worker_its_own_pool(self, tmp_path: Path) -> None:
         os.environ['JET_SQLA_DATABASE_URL'] = sqlite_url(tmp_path)
