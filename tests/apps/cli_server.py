@@ -6,15 +6,15 @@ import contextlib
 import http.client
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .server import Gunicorn
 
 REPO = Path(__file__).resolve().parents[2]
 #: The console script of the venv running the tests.
@@ -45,13 +45,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Server:
-    """A running ``jet-sqla`` server process."""
+class Server(Gunicorn):
+    """A running ``jet-sqla`` server process: gunicorn's master, started by the command."""
+
+    stop_signal = signal.SIGINT  # gunicorn's quick shutdown
 
     def __init__(self, process: subprocess.Popen[bytes], log_path: Path, token: str, port: int) -> None:
-        self.process = process
-        self.log_path = log_path
-        self.token = token
+        super().__init__(process, log_path, token)
         self.port = port
 
     def log(self) -> str:
@@ -81,34 +81,6 @@ class Server:
             body['params'] = params
         credential = self.token if token is None else token
         return self.request('POST', '/api/messages/', body, {'Authorization': f'Bearer {credential}'})
-
-    def health(self) -> int | None:
-        try:
-            return self.request('GET', '/api/health', seconds=5)[0]
-        except OSError:
-            return None
-
-    def wait_until_healthy(self, seconds: float = STARTUP_SECONDS) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if not self.port:
-                found = re.search(r'Listening at: http://127\.0\.0\.1:(\d+)', self.log())
-                self.port = int(found.group(1)) if found else 0
-            if self.port and self.health() == 200:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f'jet-sqla did not become healthy (exit code {self.process.poll()}):\n{self.log()[-4000:]}')
-
-    def stop(self) -> None:
-        """Stop the master, then anything left of its process group (it has a session of its own)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
 
 
 @contextlib.contextmanager

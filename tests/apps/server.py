@@ -85,6 +85,9 @@ class MessageClient:
 class Gunicorn:
     """A gunicorn master started as a real process; see :func:`gunicorn`."""
 
+    #: How :meth:`stop` asks the master to stop, before it forces it.
+    stop_signal = signal.SIGTERM
+
     def __init__(self, process: subprocess.Popen[bytes], log_path: Path, token: str) -> None:
         self.process = process
         self.log_path = log_path
@@ -156,7 +159,7 @@ class Gunicorn:
     def stop(self) -> None:
         """Stop the master and its workers, by their ids; forcefully if they linger."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(self.stop_signal)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
