@@ -24,7 +24,6 @@ from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
 from .catalog import Catalog, Collection
 from .errors import (
-    ActionError,
     Conflict,
     DatabaseUnavailable,
     Forbidden,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+from sqlalchemy.orm import Mapped, mapped_column, registry
 
 from jet_sqla import Bridge
 from jet_sqla.catalog import Catalog, default_collection_name
