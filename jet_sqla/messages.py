@@ -179,10 +179,6 @@ class Dispatcher:
                 raise DatabaseUnavailable('The database is unavailable; try again later') from error
             raise
 
-    def action_list(self) -> list[dict[str, Any]]:
-        """The declared actions as ``get_action_list`` describes them."""
-        return self._cached_action_list()[0]
-
     def _cached_action_list(self) -> tuple[list[dict[str, Any]], bytes]:
         # PERF: the list only changes when an action is declared; its bytes are reused.
         if self._action_list is None or self._action_list[0] != len(self.actions):
