@@ -6,8 +6,8 @@ functions, and serve ``bridge.wsgi_app()`` with gunicorn.
 
 from __future__ import annotations
 
-from .actions import ActionContext
 from .bridge import Bridge
+from .declaration import ActionContext
 from .errors import ActionError
 from .fields import Field
 from .options import Option

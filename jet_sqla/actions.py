@@ -1,4 +1,4 @@
-"""Actions: declaration from a plain function, and execution in one transaction.
+"""Action execution: every run's transaction happens here, and only here.
 
 One execute_action reads top to bottom in :meth:`Executor.execute`: check who
 may run it, parse the ids, validate the form, then, inside one transaction,
@@ -9,11 +9,9 @@ The transaction commits only when all of that succeeded.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
 from .catalog import Catalog, Collection
+from .declaration import Action, ActionContext, Actor
 from .errors import (
     Conflict,
     DatabaseUnavailable,
@@ -36,275 +35,11 @@ from .errors import (
     StatementTimeout,
     TooLarge,
 )
-from .params import Form, Param, form_from_params, form_from_signature, missing_references, resolve_hints
+from .forms import missing_references
 
-__all__ = ['Action', 'ActionContext', 'ActionRegistry', 'ExecuteRequest', 'Executor', 'declare_action']
+__all__ = ['ExecuteRequest', 'Executor']
 
 log = logging.getLogger(__name__)
-
-Actor = Mapping[str, Any]
-Allow = Callable[[Actor | None], bool]
-ModelRef = type[Any] | str
-
-
-class ActionContext:
-    """What an action may want to know about the run. Ask for it with a parameter annotated ``ActionContext``.
-
-    Attributes:
-        session: The session of the action's transaction.
-        collection: The collection name (``None`` for a common action).
-        model: The mapped class (``None`` for a common action).
-        ids: The ids as coerced, in request order, duplicates removed.
-        actor: The JWT's claims, or ``None`` for a shared-token request.
-        request: The framework's request object (a ``falcon.Request``), or ``None``.
-        action: The action's name.
-        params: The form values as submitted, before coercion.
-    """
-
-    __slots__ = ('session', 'collection', 'model', 'ids', 'actor', 'request', 'action', 'params')
-
-    def __init__(
-        self,
-        *,
-        session: Session,
-        collection: str | None,
-        model: type[Any] | None,
-        ids: list[Any],
-        actor: Actor | None,
-        request: Any,
-        action: str,
-        params: Mapping[str, Any],
-    ) -> None:
-        self.session = session
-        self.collection = collection
-        self.model = model
-        self.ids = ids
-        self.actor = actor
-        self.request = request
-        self.action = action
-        self.params = params
-
-    def __repr__(self) -> str:
-        return f'<ActionContext {self.action} on {self.collection} ids={self.ids!r}>'
-
-
-class Action:
-    """A declared action: its function, where it applies, and its form."""
-
-    __slots__ = (
-        'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
-        'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session',
-    )
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        function: Callable[..., Any],
-        collections: Sequence[Collection],
-        for_instance: bool,
-        bulk: bool,
-        form: Form,
-        lock: bool,
-        allow: Allow | None,
-        timeout: float | None,
-        label: str | None,
-        description: str | None,
-        instance_parameter: str | None,
-        context_parameters: Sequence[str],
-        session_parameters: Sequence[str],
-    ) -> None:
-        self.name = name
-        self.function = function
-        self.collections = tuple(collections)
-        self.for_instance = for_instance
-        self.bulk = bulk
-        self.form = form
-        self.lock = lock
-        self.allow = allow
-        self.timeout = timeout
-        self.label = label
-        self.description = description
-        self.instance_parameter = instance_parameter
-        self.context_parameters = tuple(context_parameters)
-        self.session_parameters = tuple(session_parameters)
-        #: The run loads records or hands out the session, so it needs a transaction.
-        self.needs_session = bool(
-            for_instance or self.context_parameters or self.session_parameters or timeout is not None
-            or any(field.related is not None for field in form)
-        )
-
-    def __repr__(self) -> str:
-        return f'<Action {self.name}>'
-
-    def describe(self) -> dict[str, Any]:
-        """The action as ``get_action_list`` sends it."""
-        described: dict[str, Any] = {'name': self.name}
-        if self.label is not None:
-            described['label'] = self.label
-        if self.description is not None:
-            described['description'] = self.description
-        if self.collections:
-            names = [collection.name for collection in self.collections]
-            described['model_action'] = {
-                'model': names[0] if len(names) == 1 else names,
-                'for_instance': self.for_instance,
-                'bulk': self.bulk,
-            }
-        else:
-            described['common_action'] = {}
-        described['params'] = self.form.describe()
-        return described
-
-    def collection_for(self, requested: Any) -> Collection | None:
-        """The collection a request runs on: the only one, or the one it names.
-
-        Raises:
-            MessageError: the action serves several collections and none, or another, is named.
-        """
-        if not self.collections:
-            return None
-        if requested is None or requested == '':
-            if len(self.collections) == 1:
-                return self.collections[0]
-            names = ', '.join(collection.name for collection in self.collections)
-            raise InvalidParams({'model': f'this action serves {names}; say which one'})
-        for collection in self.collections:
-            if collection.name == requested:
-                return collection
-        names = ', '.join(collection.name for collection in self.collections)
-        raise InvalidParams({'model': f'{str(requested)[:100]!r} is not one of {names}'})
-
-    def permits(self, actor: Actor | None) -> bool:
-        return self.allow is None or bool(self.allow(actor))
-
-
-def declare_action(
-    function: Callable[..., Any],
-    catalog: Catalog,
-    *,
-    model: ModelRef | Sequence[ModelRef] | None = None,
-    for_instance: bool = False,
-    bulk: bool = False,
-    params: Sequence[Param] | None = None,
-    lock: bool = False,
-    allow: Allow | None = None,
-    timeout: float | None = None,
-    name: str | None = None,
-    label: str | None = None,
-    description: str | None = None,
-) -> Action:
-    """Build an :class:`Action` from a function and the decorator's arguments.
-
-    Raises:
-        TypeError, ValueError: the declaration cannot work; the message names the function.
-    """
-    owner = function.__qualname__
-    if bulk and not for_instance:
-        raise TypeError(f'{owner}: bulk=True needs for_instance=True')
-    if for_instance and model is None:
-        raise TypeError(f'{owner}: for_instance=True needs model=')
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f'{owner}: timeout must be a positive number of seconds')
-    refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
-    collections = [catalog.get(ref) for ref in refs]
-    if for_instance:
-        for collection in collections:
-            if not collection.has_single_pk:
-                raise TypeError(f'{owner}: {collection.name!r} has a composite primary key; record actions need a single one')
-
-    hints = resolve_hints(function)
-    signature = inspect.signature(function)
-    instance_parameter = None
-    context_parameters: list[str] = []
-    session_parameters: list[str] = []
-    form_parameters: list[inspect.Parameter] = []
-    takes_kwargs = False
-    for parameter in signature.parameters.values():
-        annotation = hints.get(parameter.name)
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            takes_kwargs = True
-        elif parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
-            raise TypeError(f'{owner}: parameter {parameter.name!r} must be passable by name')
-        elif _is_subclass(annotation, ActionContext):
-            context_parameters.append(parameter.name)
-        elif _is_subclass(annotation, Session):
-            session_parameters.append(parameter.name)
-        elif for_instance and instance_parameter is None:
-            _check_instance_annotation(owner, parameter.name, annotation, bulk, collections)
-            instance_parameter = parameter.name
-        else:
-            form_parameters.append(parameter)
-    if for_instance and instance_parameter is None:
-        raise TypeError(f'{owner}: a record action takes the record{"s" if bulk else ""} as its first parameter')
-    if params is not None:
-        if form_parameters:
-            raise TypeError(f'{owner}: with params=, form values arrive as **kwargs; remove {form_parameters[0].name!r}')
-        if not takes_kwargs:
-            raise TypeError(f'{owner}: with params=, the function must take **kwargs')
-        form = form_from_params(params, catalog, owner)
-    else:
-        form = form_from_signature(function, form_parameters, hints, catalog)
-    return Action(
-        name=name or function.__name__,
-        function=function,
-        collections=collections,
-        for_instance=for_instance,
-        bulk=bulk,
-        form=form,
-        lock=lock,
-        allow=allow,
-        timeout=timeout,
-        label=label,
-        description=description if description is not None else inspect.getdoc(function),
-        instance_parameter=instance_parameter,
-        context_parameters=context_parameters,
-        session_parameters=session_parameters,
-    )
-
-
-def _is_subclass(annotation: Any, base: type) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, base)
-
-
-def _check_instance_annotation(
-    owner: str, parameter: str, annotation: Any, bulk: bool, collections: Sequence[Collection]
-) -> None:
-    if annotation is None:
-        return
-    is_list = typing.get_origin(annotation) in (list, Sequence, typing.get_origin(Sequence[int]))
-    if bulk and isinstance(annotation, type) and any(annotation is c.model for c in collections):
-        raise TypeError(f'{owner}: a bulk action receives a list; annotate {parameter!r} as list[{annotation.__name__}]')
-    if not bulk and is_list:
-        raise TypeError(f'{owner}: {parameter!r} is a list, but the action is not bulk=True')
-
-
-class ActionRegistry:
-    """The declared actions, by name, in declaration order."""
-
-    def __init__(self) -> None:
-        self._actions: dict[str, Action] = {}
-        self._by_function: dict[Callable[..., Any], Action] = {}
-
-    def add(self, action: Action) -> None:
-        if action.name in self._actions:
-            raise ValueError(f'an action named {action.name!r} is already declared')
-        self._actions[action.name] = action
-        self._by_function[action.function] = action
-
-    def get(self, name: str) -> Action | None:
-        return self._actions.get(name)
-
-    def for_function(self, function: Callable[..., Any]) -> Action | None:
-        return self._by_function.get(function)
-
-    def __iter__(self) -> typing.Iterator[Action]:
-        return iter(self._actions.values())
-
-    def __len__(self) -> int:
-        return len(self._actions)
-
 
 class ExecuteRequest:
     """An execute_action message, parsed but not yet validated."""

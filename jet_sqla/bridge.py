@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import database, encoding, http, openapi
-from .actions import Action, ActionRegistry, Allow, ExecuteRequest, Executor, ModelRef, declare_action
+from .actions import ExecuteRequest, Executor
 from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
+from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param

@@ -22,10 +22,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import database, encoding
-from .actions import ActionRegistry, ExecuteRequest, Executor
+from .actions import ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
-from .errors import DatabaseUnavailable, Forbidden, InvalidParams, JetError, MessageError, NotFound
+from .declaration import ActionRegistry
+from .errors import (
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidParams,
+    JetError,
+    MessageError,
+    NotFound,
+)
 from .fields import field_for_column_type
 from .options import FieldOptions, OptionsSource, parse_query
 

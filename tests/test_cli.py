@@ -153,7 +153,7 @@ class TestServerSettings:
         os.environ['JET_SQLA_TOKEN'] = TOKEN
         loaded = cli.load_target('tests.apps.cli_apps:plain')
         [bridge] = loaded.bridges
-        engines = cli._engines_in_process(loaded.bridges)
+        engines = cli.serving._engines_in_process(loaded.bridges)
         assert any(engine is bridge.engine for engine in engines)
         server = cli.GunicornServer(loaded.app, {'bind': ['127.0.0.1:0'], 'workers': 3, 'threads': 5,
                                                  'worker_class': 'gthread', 'preload_app': True}, engines)

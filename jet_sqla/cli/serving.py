@@ -1,0 +1,141 @@
+"""Serving with gunicorn, driven as a library: the defaults, the checks before starting, the server."""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import falcon
+import sqlalchemy as sa
+from gunicorn import util as gunicorn_util
+from gunicorn.app.base import BaseApplication
+
+from ..bridge import Bridge
+from .failures import CommandFailed
+from .targets import Loaded, check_databases
+
+__all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'check_bind', 'serve_app']
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use, as in a container
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class ServeDefaults(NamedTuple):
+    """How ``serve`` runs when nothing says otherwise."""
+
+    workers: int
+    threads: int
+    worker_class: str
+    bind: str
+
+
+#: The one place that decides the serving defaults, from BENCHMARKS.md: one gthread worker per
+#: core (at least 2) of 8 threads each. Threads let slow actions run beside the cheap messages
+#: without starving them; more processes than cores cost 7-15% more CPU per request, and 8
+#: threads cost nothing measurable over 4 while leaving twice the room for slow actions.
+SERVE_DEFAULTS = ServeDefaults(workers=max(2, _cores()), threads=8, worker_class='gthread', bind='127.0.0.1:8000')
+
+
+
+
+def check_bind(bind: str) -> None:
+    """Fail with one line, instead of gunicorn's retries, when an address cannot be listened on."""
+    for address in (part.strip() for part in bind.split(',')):
+        if not address or address.startswith(('unix:', 'fd://')):
+            continue
+        host, separator, port = address.rpartition(':')
+        if not separator:
+            host, port = address, '8000'  # gunicorn's default port
+        if not port.isdigit():
+            raise CommandFailed(f'--bind {address!r}: expected HOST:PORT')
+        host = host.strip('[]') or '0.0.0.0'
+        family = socket.AF_INET6 if ':' in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn itself binds
+                probe.bind((host, int(port)))
+        except OSError as error:
+            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}') from None
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn, driven as a library, serving an app loaded once in the master (preloaded).
+
+    Args:
+        app: The WSGI app.
+        settings: gunicorn settings by name (``bind``, ``workers``…).
+        engines: Disposed in each worker after the fork, so that no pooled
+            connection is shared between processes.
+    """
+
+    def __init__(self, app: falcon.App[Any, Any], settings: dict[str, Any], engines: Sequence[sa.Engine]) -> None:
+        self.application = app
+        self.settings = settings
+        self.engines = list(engines)
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.settings.items():
+            self.cfg.set(key, value)
+        if 'control_socket_disable' in self.cfg.settings:
+            # gunicorn 24+ opens one control socket per user by default: two servers would fight over it.
+            self.cfg.set('control_socket_disable', True)
+        engines = self.engines
+
+        def post_fork(server: Any, worker: Any) -> None:
+            # The worker opens its own connections; the master's stay the master's (close=False).
+            for engine in engines:
+                engine.dispose(close=False)
+
+        self.cfg.set('post_fork', post_fork)
+
+    def load(self) -> falcon.App[Any, Any]:
+        return self.application
+
+
+def _engines_in_process(bridges: Sequence[Bridge]) -> list[sa.Engine]:
+    # Every engine the target built, wherever it keeps it: none of their pooled
+    # connections may cross the fork, not only the bridges' own.
+    engines = {id(bridge.engine): bridge.engine for bridge in bridges}
+    engines.update((id(value), value) for value in gc.get_objects() if isinstance(value, sa.Engine))
+    return list(engines.values())
+
+
+def check_worker_class(name: str) -> None:
+    """Fail with one line, instead of gunicorn's traceback, when the worker class cannot be loaded."""
+    try:
+        gunicorn_util.load_class(name, default='gthread', section='gunicorn.workers')
+    except RuntimeError:
+        raise CommandFailed(
+            f'--worker-class {name!r} cannot be loaded: use sync or gthread, '
+            'or a class whose package is installed (gevent, eventlet, or module.Class)'
+        ) from None
+
+
+def serve_app(loaded: Loaded, *, bind: str, workers: int, threads: int, worker_class: str,
+              log_config: dict[str, Any]) -> None:
+    """Serve ``loaded`` with gunicorn until it is stopped."""
+    assert loaded.app is not None, 'load_target(build_app=True) builds the app'
+    check_worker_class(worker_class)
+    check_bind(bind)
+    check_databases(loaded.bridges)
+    engines = _engines_in_process(loaded.bridges)
+    for engine in engines:
+        engine.dispose()  # the master serves nothing: it keeps no connection open
+    settings = {
+        'bind': [part.strip() for part in bind.split(',') if part.strip()],
+        'workers': workers,
+        'threads': threads,
+        'worker_class': worker_class,
+        'preload_app': True,
+        'logconfig_dict': log_config,
+        'proc_name': 'jet-sqla',
+    }
+    GunicornServer(loaded.app, settings, engines).run()

@@ -1,0 +1,140 @@
+"""What ``jet-sqla`` serves or inspects: a ``module:attribute`` target, or a database URL to reflect."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import falcon
+import sqlalchemy as sa
+
+from ..bridge import Bridge
+from .failures import CommandFailed, guarded
+
+__all__ = ['DEFAULT_ATTRIBUTES', 'Loaded', 'authentication_configured', 'check_databases', 'is_database_url',
+           'load_target', 'make_engine', 'safe_url']
+
+#: What a bare ``module`` target is looked up as, in this order.
+DEFAULT_ATTRIBUTES = ('bridge', 'app')
+
+
+@dataclass
+class Loaded:
+    """What a target resolved to.
+
+    Attributes:
+        app: The WSGI app to serve; ``None`` when it was not asked for.
+        bridges: The bridges behind it, for their engines and their actions.
+        description: How to name it to the user.
+    """
+
+    app: falcon.App[Any, Any] | None
+    bridges: list[Bridge] = field(default_factory=list)
+    description: str = ''
+
+
+def is_database_url(target: str) -> bool:
+    """A ``scheme://…`` URL (reflect mode), rather than ``module:attribute``."""
+    return '://' in target
+
+
+def load_target(target: str, *, insecure: bool = False, build_app: bool = True) -> Loaded:
+    """Resolve ``module:attribute`` (a Bridge, a falcon.App, or a function returning one) or a database URL.
+
+    Args:
+        target: What to serve.
+        insecure: For a database URL, serve it with no authentication.
+        build_app: Build the WSGI app of a Bridge (``False`` when only its actions are listed).
+
+    Raises:
+        CommandFailed: the target cannot be imported or reflected; the message says why.
+    """
+    if is_database_url(target):
+        return _reflect(target, insecure=insecure, build_app=build_app)
+    module, attribute, value = _import_target(target)
+    if callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type):
+        value = guarded(f'calling {target}', value)
+    if isinstance(value, Bridge):
+        app = guarded(f'loading {target}', value.wsgi_app) if build_app else None
+        return Loaded(app, [value], target)
+    if isinstance(value, falcon.App):
+        return Loaded(value, _bridges_behind(module), target)
+    raise CommandFailed(
+        f'{module.__name__}:{attribute} is a {type(value).__name__}; '
+        'expected a Bridge, a falcon.App, or a function returning one'
+    )
+
+
+def _import_target(target: str) -> tuple[ModuleType, str, Any]:
+    module_name, _, attribute = target.partition(':')
+    attribute = attribute.removesuffix('()')
+    if not module_name or not module_name.replace('.', '').replace('_', '').isalnum():
+        raise CommandFailed(f'{target!r} is neither module:attribute nor a database URL (scheme://…)')
+    # As with gunicorn: the current directory's modules are importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = guarded(f'importing {module_name}', importlib.import_module, module_name)
+    names = [attribute] if attribute else list(DEFAULT_ATTRIBUTES)
+    for name in names:
+        if hasattr(module, name):
+            return module, name, getattr(module, name)
+    raise CommandFailed(f'module {module_name!r} has no attribute {" or ".join(map(repr, names))}')
+
+
+def _bridges_behind(module: ModuleType) -> list[Bridge]:
+    """The bridges a falcon.App target serves, as far as can be told: those its module holds."""
+    found = [value for value in vars(module).values() if isinstance(value, Bridge)]
+    return list({id(bridge): bridge for bridge in found}.values())
+
+
+def _reflect(url: str, *, insecure: bool, build_app: bool) -> Loaded:
+    if not insecure and not authentication_configured():
+        raise CommandFailed(
+            'no authentication is configured: pass --token (or set JET_SQLA_TOKEN), or set '
+            'JET_SQLA_JWT_PUBLIC_KEY and JET_SQLA_PROJECT; --insecure serves with none, for local use only'
+        )
+    engine = make_engine(url)
+    bridge = guarded(f'reflecting {safe_url(engine)}', Bridge.reflect, engine, insecure=insecure)
+    app = guarded('building the app', bridge.wsgi_app) if build_app else None
+    return Loaded(app, [bridge], f'every table of {safe_url(engine)}')
+
+
+def authentication_configured() -> bool:
+    return bool(os.environ.get('JET_SQLA_TOKEN', '').strip(' ,') or os.environ.get('JET_SQLA_JWT_PUBLIC_KEY'))
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine that gives up connecting after 10 seconds, instead of hanging on an unreachable host.
+
+    Raises:
+        CommandFailed: the URL is malformed, or its driver is not installed.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise CommandFailed(f'{url.split("@")[-1]!r} is not a database URL') from None
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() in ('postgresql', 'mysql', 'mariadb'):
+        connect_args['connect_timeout'] = 10
+    return guarded(f'using {parsed.render_as_string(hide_password=True)}', sa.create_engine, parsed,
+                    pool_pre_ping=True, connect_args=connect_args)
+
+
+def safe_url(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def check_databases(bridges: Sequence[Bridge]) -> None:
+    """Fail now, not on the first request, when a bridge's database does not answer."""
+    for bridge in bridges:
+        guarded(f'connecting to {safe_url(bridge.engine)}', _ping, bridge.engine)
+
+
+def _ping(engine: sa.Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(sa.text('SELECT 1'))
