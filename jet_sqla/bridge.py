@@ -18,7 +18,8 @@ from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
-from .messages import Dispatcher, Handlers, default_handlers
+from .jobs import DEFAULT_QUEUE, Jobs
+from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
 
@@ -63,6 +64,14 @@ class Bridge:
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
         default_schema: The schema whose tables get unprefixed names.
+        broker: The Redis or RabbitMQ URL background actions are sent
+            through, to ``jet-sqla worker`` processes. Defaults to
+            ``JET_SQLA_BROKER_URL``; without one, they run on a thread pool
+            inside the serving process.
+        max_job_ids: Background runs naming more ids get a 413.
+        job_queue: The Celery queue of background chunks. Defaults to
+            ``JET_SQLA_JOB_QUEUE``, else ``jet_sqla``.
+        job_threads: Threads of the embedded runner, per serving process.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -87,6 +96,10 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        broker: str | None = None,
+        max_job_ids: int = 10_000_000,
+        job_queue: str | None = None,
+        job_threads: int = 2,
     ) -> None:
         if engine is None:
             raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
@@ -110,9 +123,17 @@ class Bridge:
         self.audit = AuditLog(engine) if audit else None
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
-        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
+        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries,
+                                 max_job_ids=max_job_ids)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
                                      self.sessions, self.messages, engine=engine, listing=console)
+        self.jobs = Jobs(engine, self.catalog, self.actions, self.executor,
+                         broker=broker or os.environ.get('JET_SQLA_BROKER_URL') or None,
+                         queue=job_queue or os.environ.get('JET_SQLA_JOB_QUEUE') or DEFAULT_QUEUE,
+                         threads=job_threads)
+        self.executor.jobs = self.jobs
+        self.dispatcher.add_route(GET_JOB, self.jobs.get_job)
+        self.dispatcher.add_route(CANCEL_JOB, self.jobs.cancel_job)
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -168,6 +189,8 @@ class Bridge:
         name: str | None = None,
         label: str | None = None,
         description: str | None = None,
+        background: bool = False,
+        chunk_size: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -186,6 +209,11 @@ class Bridge:
             name: The action's name; the function's name by default.
             label: What the operator reads.
             description: Help text; the docstring by default.
+            background: Run as a background job: ``execute_action`` answers
+                at once with the job's id, and a record action is called once
+                per chunk of ``chunk_size`` records (500), each chunk in its own
+                transaction.
+            chunk_size: Records per chunk of a background record action.
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
@@ -267,6 +295,11 @@ class Bridge:
         """What the HTTP layer needs; checked and warned about as the server starts."""
         if self.audit is not None:
             self.audit.check_ready()
+        if any(action.background for action in self.actions):
+            self.jobs.check_ready()
+            # Started on the first message, in the process that serves it: a pool made
+            # here could be in a server's master, whose threads a fork leaves behind.
+            self.dispatcher.before = self.jobs.ensure_started
         if self.authenticator.insecure:
             log.warning(INSECURE_WARNING)
         return {
