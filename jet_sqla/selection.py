@@ -62,7 +62,7 @@ class Selection:
         TypeError: the collection's primary key is composite.
     """
 
-    __slots__ = ('collection', 'ids', 'inverse', '_excluded')
+    __slots__ = ('_excluded', 'collection', 'ids', 'inverse')
 
     def __init__(self, collection: Collection, ids: Iterable[Any] = (), *, inverse: bool = False) -> None:
         if collection.pk is None or collection.pk_attribute is None:
