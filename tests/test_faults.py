@@ -334,7 +334,7 @@ def test_database_outage_answers_503_and_recovers(private_postgres: PrivatePostg
         assert before and all(sent.status == 200 for sent in before)
         assert len(during) >= 10, 'too few requests during the outage to say anything'
         assert {sent.status for sent in during} == {503}
-        assert all(sent.body['code'] == 'database_unavailable' and sent.body['title'] for sent in during)
+        assert all(sent.body['error_code'] == 'database_unavailable' and sent.body['detail'] for sent in during)
         assert health_down == 503
         # Recovered without restarting anything: the pools threw their dead connections away.
         assert len(after) >= 10 and all(sent.status == 200 for sent in after), [s.status for s in after]
