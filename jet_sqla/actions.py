@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +36,7 @@ from .errors import (
     TooLarge,
 )
 from .forms import missing_references
+from .selection import Selection
 
 __all__ = ['ChunkRun', 'ExecuteRequest', 'Executor', 'JobQueue']
 
@@ -45,9 +45,13 @@ log = logging.getLogger(__name__)
 class JobQueue(Protocol):
     """Where an accepted background run goes (:class:`jet_sqla.jobs.Jobs`)."""
 
-    def record(self, session: Session, action: Action, collection: Collection | None, ids: list[Any],
+    def record(self, session: Session, action: Action, collection: Collection | None, selection: Selection | None,
                params: Mapping[str, Any], actor: Actor | None) -> dict[str, Any]:
-        """Insert the job and its chunks in ``session``'s transaction; returns ``{"job", "total", "chunks"}``."""
+        """Insert the job and its chunks in ``session``'s transaction; returns ``{"job", "total", "chunks"}``.
+
+        Raises:
+            TooLarge: the selection holds more than :attr:`Executor.max_job_ids` records.
+        """
 
     def publish(self, receipt: Mapping[str, Any]) -> None:
         """Hand the committed job to whatever runs its chunks."""
@@ -211,7 +215,7 @@ class Executor:
         if collection is None or not action.for_instance:
             return []
         ids = collection.coerce_ids(raw)
-        if not ids:
+        if not ids and not (action.background and inverse_selection(params)):
             raise InvalidParams({'ids': 'select at least one record'})
         if not action.bulk and len(ids) > 1:
             raise InvalidParams({'ids': 'this action runs on one record at a time'})
@@ -296,12 +300,20 @@ class Executor:
             if entry.idempotency_key is not None:
                 assert self.audit is not None
                 self.audit.claim(session, entry)
-            missing = missing_references(session, request.action.form.references(values))
-            if missing:
-                raise InvalidParams(missing)
-            if collection is not None and ids:
-                _check_exist(session, collection, ids)
-            receipt = self.jobs.record(session, request.action, collection, ids, request.params, request.actor)
+            bad_references = missing_references(session, request.action.form.references(values))
+            if bad_references:
+                raise InvalidParams(bad_references)
+            selection = None
+            if collection is not None and request.action.for_instance:
+                inverse = inverse_selection(request.params)
+                if inverse and not request.action.bulk:
+                    raise InvalidParams({'inverseIds': 'only bulk record actions run on "all but these"'})
+                selection = Selection(collection, ids, inverse=inverse)
+                missing = selection.missing(session)
+                if missing:
+                    raise RecordsNotFound(collection.name, missing)
+            receipt = self.jobs.record(session, request.action, collection, selection, request.params,
+                                       request.actor)
             body = encoding.dumps({'result': True, **receipt})
             entry.outcome = 'queued'
             entry.response = body
@@ -346,6 +358,9 @@ class Executor:
                         database.apply_timeout(session, action.timeout)
                     ids = chunk.ids(session) if action.for_instance else []
                     entry.ids = ids
+                    if action.for_instance and not ids:  # every record of the range was excluded, or is gone
+                        chunk.complete(session, 0)
+                        return 'done'
                     result = action.function(**self._arguments(session, request, chunk.collection, ids, values))
                     stage = 'returned'
                     entry.response = _result_body(action, result)
@@ -419,19 +434,10 @@ class Executor:
         return arguments
 
 
-def _check_exist(session: Session, collection: Collection, ids: list[Any]) -> None:
-    """Raise RecordsNotFound for ids with no row; reads the primary key only, never instances."""
-    assert collection.pk is not None
-    found: set[Any] = set()
-    for start in range(0, len(ids), _EXISTENCE_BATCH):
-        batch = ids[start : start + _EXISTENCE_BATCH]
-        found.update(session.scalars(sa.select(collection.pk).where(collection.pk.in_(batch))))
-    if len(found) < len(ids):
-        raise RecordsNotFound(collection.name, [value for value in ids if value not in found])
-
-
-#: Ids per existence check of a background run; large, as only keys come back.
-_EXISTENCE_BATCH = 5000
+def inverse_selection(params: Mapping[str, Any]) -> bool:
+    """``inverseIds: true`` (or ``"true"``, or ``inverse_ids``): every record except the listed ids."""
+    value = params.get('inverseIds', params.get('inverse_ids'))
+    return value is True or (isinstance(value, str) and value.lower() == 'true')
 
 
 def _result_body(action: Action, result: Any) -> bytes:

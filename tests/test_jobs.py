@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from jet_sqla import ActionContext, ActionError, Bridge, migrations
 from jet_sqla.jobs import chunk_table, job_table
 
-from .conftest import Client
+from .conftest import AUTH
+from .conftest import Client as PlainClient
 from .jobs_helpers import add_counters, counter_values, wait_for_job
 from .models import Counter, User
 
@@ -30,6 +31,18 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     migrations.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+class Client(PlainClient):
+    """Errors as RFC 9457 problem details, whose ``code`` and ``fields`` these tests read."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        super().__init__(bridge, headers={**AUTH, 'Accept': 'application/problem+json'})
+
+
+@pytest.fixture
+def client(bridge: Bridge) -> Client:
+    return Client(bridge)
 
 
 def job_rows(engine: sa.Engine) -> int:
@@ -318,7 +331,7 @@ class TestMessages:
         job = client.execute('bump', ids=[1, 2]).json['job']
         wait_for_job(state_of(client), job)
         result = client.message('cancel_job', {'job': job})
-        assert result.status_code == 409 and 'finished' in result.json['description']
+        assert result.status_code == 409 and 'finished' in result.json['detail']
 
     def test_who_may_read_and_who_may_cancel(self, bridge: Bridge, client: Client, engine: sa.Engine) -> None:
         add_counters(engine, 2)
@@ -380,3 +393,66 @@ def test_a_job_left_unfinished_by_a_restart_resumes(make_bridge: Callable[..., B
 
 def _die(receipt: Any) -> None:
     raise SystemError('the serving process died before publishing')
+
+
+class TestSelectAll:
+    """``inverseIds``: every record but the listed ones, chunked by primary-key ranges."""
+
+    def test_all_but_these_runs_every_other_record_once(self, bridge: Bridge, client: Client, engine: sa.Engine) -> None:
+        add_counters(engine, 1234)
+
+        @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=100)
+        def bump(counters: list[Counter]) -> None:
+            for counter in counters:
+                counter.value += 1
+
+        accepted = client.execute('bump', ids=[5, 600, 1234], inverseIds=True)
+        assert accepted.status_code == 200, accepted.text
+        assert (accepted.json['total'], accepted.json['chunks']) == (1231, 13)
+        state = wait_for_job(state_of(client), accepted.json['job'])
+        assert (state['status'], state['done'], state['total']) == ('succeeded', 1231, 1231)
+        values = counter_values(engine)
+        assert [key for key, value in values.items() if value == 0] == [5, 600, 1234]
+        assert {value for key, value in values.items() if key not in (5, 600, 1234)} == {1}
+
+    def test_accepting_reads_keys_only_in_a_few_statements(
+        self, make_bridge: Callable[..., Bridge], engine: sa.Engine
+    ) -> None:
+        from .conftest import StatementLog
+
+        add_counters(engine, 5000)
+        bridge = make_bridge()
+
+        @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=10)
+        def bump(counters: list[Counter]) -> None: ...
+
+        published: list[Any] = []
+        bridge.jobs.runner.publish = published.append  # type: ignore[method-assign]
+        log = StatementLog(engine)
+        with log:
+            receipt = bridge.execute('bump', params={'ids': [], 'inverseIds': 'true'})
+        assert (receipt['total'], receipt['chunks']) == (5000, 500) and published
+        selects = log.selects()
+        assert len(log.statements) <= 10, log.statements  # not one per chunk
+        assert not any('value' in statement.split('FROM')[0] for statement in selects), selects  # no instances
+
+    def test_refusals(self, make_bridge: Callable[..., Bridge], engine: sa.Engine) -> None:
+        add_counters(engine, 30)
+        bridge = make_bridge(max_job_ids=20)
+
+        @bridge.action(model=Counter, for_instance=True, bulk=True, background=True)
+        def bump(counters: list[Counter]) -> None: ...
+
+        @bridge.action(model=Counter, for_instance=True, background=True)
+        def one(counter: Counter) -> None: ...
+
+        client = Client(bridge)
+        too_many = client.execute('bump', ids=[1], inverseIds=True)
+        assert too_many.status_code == 413 and '29' in too_many.json['detail']
+        not_bulk = client.execute('one', ids=[1], inverseIds=True)
+        assert not_bulk.status_code == 400 and 'inverseIds' in not_bulk.json['fields']
+        with engine.begin() as connection:
+            connection.execute(sa.delete(Counter).where(Counter.id > 2))
+        nothing = client.execute('bump', ids=[1, 2], inverseIds=True)
+        assert nothing.status_code == 400 and 'ids' in nothing.json['fields']
+        assert job_rows(engine) == 0

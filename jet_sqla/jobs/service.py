@@ -16,6 +16,7 @@ from ..auth import Identity
 from ..catalog import Catalog, Collection
 from ..declaration import Action, ActionRegistry, Actor
 from ..errors import Conflict, Forbidden, InvalidParams, NotFound
+from ..selection import Selection
 from .runner import CeleryRunner, EmbeddedRunner, Runner
 from .store import JobStore, StoredChunk
 
@@ -92,9 +93,9 @@ class Jobs:
 
     # --- the executor's side (actions.JobQueue) ---
 
-    def record(self, session: Session, action: Action, collection: Collection | None, ids: list[Any],
+    def record(self, session: Session, action: Action, collection: Collection | None, selection: Selection | None,
                params: Mapping[str, Any], actor: Actor | None) -> dict[str, Any]:
-        return self.store.record(session, action, collection, ids, params, actor)
+        return self.store.record(session, action, collection, selection, params, actor, self.executor.max_job_ids)
 
     def publish(self, receipt: Mapping[str, Any]) -> None:
         try:

@@ -8,6 +8,7 @@ published, started and cancelled marks.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 from .. import encoding
 from ..catalog import Collection
 from ..declaration import Action, Actor
+from ..errors import InvalidParams, TooLarge
+from ..selection import Selection
 from .tables import CANCELLED, DONE, FAILED, QUEUED, chunk_table, job_table
 
 __all__ = ['MAX_ERRORS', 'JobStore', 'StoredChunk', 'job_params', 'utcnow']
@@ -56,30 +59,47 @@ class JobStore:
         inspector = sa.inspect(self.engine)
         return [table.name for table in (job_table, chunk_table) if not inspector.has_table(table.name)]
 
-    def record(self, session: Session, action: Action, collection: Collection | None, ids: Sequence[Any],
-               params: Mapping[str, Any], actor: Actor | None) -> dict[str, Any]:
-        """Insert a job and its chunks, in primary-key order, in ``session``'s transaction."""
+    def record(self, session: Session, action: Action, collection: Collection | None,
+               selection: Selection | None, params: Mapping[str, Any], actor: Actor | None,
+               max_records: int) -> dict[str, Any]:
+        """Insert a job and its chunks, in primary-key order, in ``session``'s transaction.
+
+        A listed selection's chunks carry their ids. An "all but these"
+        selection's chunks are ranges of the primary key, found by one
+        window-function query, so accepting a million records reads a few
+        thousand keys, not a million.
+
+        Raises:
+            TooLarge: more than ``max_records`` records are selected.
+            InvalidParams: an "all but these" selection holds no record.
+        """
         job_id = uuid.uuid4().hex
-        if action.for_instance:
-            size = action.chunk_size if action.bulk else 1
-            ordered = sorted(ids)
-            chunks = [ordered[start : start + size] for start in range(0, len(ordered), size)]
+        size = action.chunk_size if action.bulk else 1
+        chunks: list[dict[str, Any]]
+        if selection is None:
+            total, chunks = 0, [{'size': 0, 'first_id': None, 'last_id': None, 'ids': None}]
+        elif not selection.inverse:
+            ordered = sorted(selection.ids)
+            total = len(ordered)
+            chunks = [_listed_chunk(ordered[start : start + size]) for start in range(0, total, size)]
         else:
-            chunks = [[]]  # a collection or common action runs once
+            total = selection.count(session)
+            if total > max_records:
+                raise TooLarge(f'At most {max_records} records per background run; the selection holds {total}')
+            if total == 0:
+                raise InvalidParams({'ids': 'the selection holds no records'})
+            chunks = _range_chunks(session, selection, size)
         now = utcnow()
         session.execute(job_table.insert().values(
             id=job_id, action=action.name, collection=collection.name if collection is not None else None,
             params=encoding.dumps(job_params(params)).decode(),
             actor=encoding.dumps(actor).decode() if actor is not None else None,
-            total=len(ids), chunks=len(chunks), created_at=now,
+            total=total, chunks=len(chunks), created_at=now,
         ))
         session.execute(chunk_table.insert(), [
-            {'job_id': job_id, 'seq': seq, 'status': QUEUED, 'size': len(chunk),
-             'first_id': str(chunk[0]) if chunk else None, 'last_id': str(chunk[-1]) if chunk else None,
-             'ids': encoding.dumps([str(value) for value in chunk]).decode() if chunk else None}
-            for seq, chunk in enumerate(chunks)
+            {'job_id': job_id, 'seq': seq, 'status': QUEUED, **chunk} for seq, chunk in enumerate(chunks)
         ])
-        return {'job': job_id, 'total': len(ids), 'chunks': len(chunks)}
+        return {'job': job_id, 'total': total, 'chunks': len(chunks)}
 
     def job(self, job_id: str) -> sa.Row[Any] | None:
         with self.engine.connect() as connection:
@@ -176,6 +196,38 @@ class JobStore:
         }
 
 
+def _listed_chunk(ids: Sequence[Any]) -> dict[str, Any]:
+    return {'size': len(ids), 'first_id': str(ids[0]), 'last_id': str(ids[-1]),
+            'ids': encoding.dumps([str(value) for value in ids]).decode()}
+
+
+def _range_chunks(session: Session, selection: Selection, size: int) -> list[dict[str, Any]]:
+    """Chunks of ``size`` rows of the table, as closed primary-key ranges, minus the excluded ids in each."""
+    pk = selection.collection.pk
+    assert pk is not None
+    numbered = sa.select(pk.label('pk'), sa.func.row_number().over(order_by=pk).label('rn')).subquery()
+    # Every row that starts or ends a chunk; the last chunk ends at the largest key.
+    edges = session.execute(
+        sa.select(numbered.c.pk, numbered.c.rn)
+        .where(sa.or_((numbered.c.rn - 1) % size == 0, numbered.c.rn % size == 0))
+        .order_by(numbered.c.rn)
+    ).all()
+    largest = session.scalar(sa.select(sa.func.max(pk)))
+    counted = session.scalar(sa.select(sa.func.count()).select_from(selection.collection.table)) or 0
+    starts = [(row.pk, row.rn) for row in edges if (row.rn - 1) % size == 0]
+    ends = [row.pk for row in edges if row.rn % size == 0]
+    if len(ends) < len(starts):
+        ends.append(largest)
+    excluded = sorted(selection.ids)
+    chunks = []
+    for (first, number), last in zip(starts, ends, strict=True):
+        dropped = excluded[bisect.bisect_left(excluded, first) : bisect.bisect_right(excluded, last)]
+        rows = min(size, counted - number + 1)
+        chunks.append({'size': max(0, rows - len(dropped)), 'first_id': str(first), 'last_id': str(last),
+                       'ids': encoding.dumps({'except': [str(value) for value in dropped]}).decode()})
+    return chunks
+
+
 def _id_value(collection: Collection | None, stored: str | None) -> Any:
     """A stored id as the client sent it: ``7``, not ``"7"``."""
     if stored is None or collection is None:
@@ -204,6 +256,8 @@ class StoredChunk:
         self.params: Mapping[str, Any] = encoding.loads(job.params)
         self.actor: Actor | None = encoding.loads(job.actor) if job.actor is not None else None
         self._stored_ids: str | None = None
+        self._first_id: str | None = None
+        self._last_id: str | None = None
         self._started = utcnow()
 
     def _where(self) -> sa.ColumnElement[bool]:
@@ -212,7 +266,8 @@ class StoredChunk:
     def claim(self, session: Session) -> bool:
         # FOR UPDATE: a second delivery of the same chunk waits here, then finds it done and skips it.
         row = session.execute(
-            sa.select(chunk_table.c.status, chunk_table.c.ids).where(self._where()).with_for_update()
+            sa.select(chunk_table.c.status, chunk_table.c.ids, chunk_table.c.first_id, chunk_table.c.last_id)
+            .where(self._where()).with_for_update()
         ).first()
         if row is None or row.status != QUEUED:
             return False
@@ -220,13 +275,22 @@ class StoredChunk:
             session.execute(chunk_table.update().where(self._where()).values(status=CANCELLED, finished_at=utcnow()))
             return False
         self._stored_ids = row.ids
+        self._first_id, self._last_id = row.first_id, row.last_id
         self._started = utcnow()
         return True
 
     def ids(self, session: Session) -> list[Any]:
-        assert self.collection is not None
-        raw = encoding.loads(self._stored_ids) if self._stored_ids else []
-        return self.collection.coerce_ids(raw)
+        collection = self.collection
+        assert collection is not None and collection.pk is not None
+        stored = encoding.loads(self._stored_ids) if self._stored_ids else []
+        if isinstance(stored, list):
+            return collection.coerce_ids(stored)
+        # A range of an "all but these" selection: the rows between its bounds now, minus the excluded.
+        pk = collection.pk
+        first, last = collection.coerce_id(self._first_id), collection.coerce_id(self._last_id)
+        excluded = set(collection.coerce_ids(stored.get('except', [])))
+        found = session.scalars(sa.select(pk).where(pk >= first, pk <= last).order_by(pk))
+        return [value for value in found if value not in excluded]
 
     def complete(self, session: Session, count: int) -> None:
         session.execute(chunk_table.update().where(self._where()).values(
