@@ -357,6 +357,15 @@ class TestDemo:
             assert status == 200 and {action['name'] for action in body} >= {'promote', 'account_transfer'}
             server.token = token
             assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}}) == (200, {'result': True})
+            # The background action runs on the embedded pool of the forked server worker.
+            status, accepted = server.message('execute_action', {'name': 'apply_discount', 'model': 'orders',
+                                                                 'params': {'ids': '1,2,3', 'percent': 10}})
+            assert status == 200 and (accepted['total'], accepted['chunks']) == (3, 2), accepted
+            deadline = time.monotonic() + 30
+            while (job := server.message('get_job', {'job': accepted['job']})[1])['status'] != 'succeeded':
+                assert time.monotonic() < deadline and job['status'] in ('queued', 'running'), job
+                time.sleep(0.05)
+            assert job['done'] == 3
             console = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
             console.request('GET', '/api/console/')
             page = console.getresponse()
