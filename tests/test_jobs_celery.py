@@ -7,6 +7,7 @@ Each run uses queues of its own, so parallel runs never take each other's chunks
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -130,6 +131,8 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         'JET_SQLA_TOKEN': TOKEN,
         'JET_SQLA_SWEEP_INTERVAL': '1',
         'JET_SQLA_SWEEP_GRACE': '2',
+        # Redis redelivers a chunk held by a worker that vanished after this long (RabbitMQ at once).
+        'JET_SQLA_VISIBILITY_TIMEOUT': '8',
         'JOBS_TEST_TRACE': str(setup.trace),
     }
     try:
@@ -183,20 +186,27 @@ def test_twenty_thousand_records_over_two_workers(jobs: tuple[Setup, Client]) ->
     assert {worker for worker, *_ in setup.trace_lines()} == {'a', 'b'}  # both workers took chunks
 
 
+def _inside_a_chunk(setup: Setup, worker: str) -> tuple[str, int, int, float]:
+    """Wait until ``worker`` is inside a chunk: its writes flushed, uncommitted, and sleeping."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, setup.worker_log()
+        lines = [line for line in setup.trace_lines() if line[0] == worker]
+        if lines and time.time() - lines[-1][3] < 0.1:
+            return lines[-1]
+        time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f'/proc/{pid}/task/{pid}/children')
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
 def test_a_worker_process_killed_mid_chunk_each_row_incremented_exactly_once(jobs: tuple[Setup, Client]) -> None:
     setup, client = jobs
     add_counters(setup.engine, 3_000)
     job = client.execute('bump_small', ids=list(range(1, 3_001)), sleep=0.4).json['job']
-    # Wait until worker a is inside a chunk: its writes are flushed, uncommitted, and it sleeps.
-    deadline = time.monotonic() + 60
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline, setup.worker_log()
-        lines = [line for line in setup.trace_lines() if line[0] == 'a']
-        if lines and time.time() - lines[-1][3] < 0.1:
-            victim = lines[-1]
-        else:
-            time.sleep(0.01)
+    victim = _inside_a_chunk(setup, 'a')
     os.kill(victim[1], signal.SIGKILL)
     state = _wait(setup, client, job, timeout=120)
     assert state['status'] == 'succeeded', state
@@ -207,6 +217,30 @@ def test_a_worker_process_killed_mid_chunk_each_row_incremented_exactly_once(job
     starts = [line[2] for line in setup.trace_lines()]
     assert starts.count(victim[2]) == 2
     assert [line for line in setup.trace_lines() if line[2] == victim[2]][-1][1] != victim[1]
+
+
+def test_a_whole_worker_killed_mid_chunk_its_chunk_runs_again_elsewhere(jobs: tuple[Setup, Client]) -> None:
+    """The machine dies: the worker's main process and its pool process are SIGKILLed together."""
+    setup, client = jobs
+    add_counters(setup.engine, 2_000)
+    job = client.execute('bump_small', ids=list(range(1, 2_001)), sleep=0.4).json['job']
+    victim = _inside_a_chunk(setup, 'a')
+    main = setup.workers['a']
+    pool = _children(main.pid)
+    assert victim[1] in pool
+    for pid in [victim[1], main.pid, *pool]:  # the chunk's process first: no orphan may commit it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    main.wait(10)
+    try:
+        state = _wait(setup, client, job, timeout=120)
+        assert state['status'] == 'succeeded' and state['done'] == 2_000, state
+        values = counter_values(setup.engine)
+        assert set(values.values()) == {1}, {key: value for key, value in values.items() if value != 1}
+        again = [line for line in setup.trace_lines() if line[2] == victim[2]]
+        assert len(again) == 2 and again[-1][0] == 'b'  # run again, whole, by the surviving worker
+    finally:
+        setup.start_worker('a')
 
 
 def test_a_raising_chunk_leaves_its_rows_untouched_and_the_others_done(jobs: tuple[Setup, Client]) -> None:

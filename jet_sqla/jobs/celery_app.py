@@ -41,6 +41,7 @@ def _seconds(name: str, default: float) -> float:
 def make_app(jobs: Jobs, broker: str, queue: str) -> Celery:
     """The Celery app that publishes and runs ``jobs``' chunks."""
     app = Celery('jet_sqla', broker=broker, set_as_current=False)
+    visibility_timeout = int(_seconds('JET_SQLA_VISIBILITY_TIMEOUT', 3600))
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -55,8 +56,13 @@ def make_app(jobs: Jobs, broker: str, queue: str) -> Celery:
         accept_content=['json'],
         broker_connection_retry_on_startup=True,
         # Redis only: how long a chunk taken by a worker that vanished (its machine died) waits before
-        # it is delivered again. RabbitMQ redelivers as soon as the connection drops.
-        broker_transport_options={'visibility_timeout': int(_seconds('JET_SQLA_VISIBILITY_TIMEOUT', 3600))},
+        # it is delivered again, and how often the surviving workers look for such chunks (every tenth
+        # of it, between 1 and 10 s). RabbitMQ redelivers as soon as the dead worker's connection drops.
+        broker_transport_options={
+            'visibility_timeout': visibility_timeout,
+            'unacked_restore_interval': max(1, min(10, visibility_timeout // 10)),
+            'unacked_restore_throttle': 1,
+        },
         worker_hijack_root_logger=False,
     )
 

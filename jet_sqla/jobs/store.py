@@ -88,7 +88,7 @@ class JobStore:
                 raise TooLarge(f'At most {max_records} records per background run; the selection holds {total}')
             if total == 0:
                 raise InvalidParams({'ids': 'the selection holds no records'})
-            chunks = _range_chunks(session, selection, size)
+            chunks = _range_chunks(session, selection, size, total)
         now = utcnow()
         session.execute(job_table.insert().values(
             id=job_id, action=action.name, collection=collection.name if collection is not None else None,
@@ -201,8 +201,11 @@ def _listed_chunk(ids: Sequence[Any]) -> dict[str, Any]:
             'ids': encoding.dumps([str(value) for value in ids]).decode()}
 
 
-def _range_chunks(session: Session, selection: Selection, size: int) -> list[dict[str, Any]]:
-    """Chunks of ``size`` rows of the table, as closed primary-key ranges, minus the excluded ids in each."""
+def _range_chunks(session: Session, selection: Selection, size: int, total: int) -> list[dict[str, Any]]:
+    """Chunks of ``size`` rows of the table, as closed primary-key ranges, minus the excluded ids in each.
+
+    ``total`` is the selection's count; the last chunk holds what the others leave of it.
+    """
     pk = selection.collection.pk
     assert pk is not None
     numbered = sa.select(pk.label('pk'), sa.func.row_number().over(order_by=pk).label('rn')).subquery()
@@ -213,18 +216,17 @@ def _range_chunks(session: Session, selection: Selection, size: int) -> list[dic
         .order_by(numbered.c.rn)
     ).all()
     largest = session.scalar(sa.select(sa.func.max(pk)))
-    counted = session.scalar(sa.select(sa.func.count()).select_from(selection.collection.table)) or 0
     starts = [(row.pk, row.rn) for row in edges if (row.rn - 1) % size == 0]
     ends = [row.pk for row in edges if row.rn % size == 0]
     if len(ends) < len(starts):
         ends.append(largest)
     excluded = sorted(selection.ids)
-    chunks = []
-    for (first, number), last in zip(starts, ends, strict=True):
+    chunks: list[dict[str, Any]] = []
+    for (first, _), last in zip(starts, ends, strict=True):
         dropped = excluded[bisect.bisect_left(excluded, first) : bisect.bisect_right(excluded, last)]
-        rows = min(size, counted - number + 1)
-        chunks.append({'size': max(0, rows - len(dropped)), 'first_id': str(first), 'last_id': str(last),
+        chunks.append({'size': max(0, size - len(dropped)), 'first_id': str(first), 'last_id': str(last),
                        'ids': encoding.dumps({'except': [str(value) for value in dropped]}).decode()})
+    chunks[-1]['size'] = max(0, total - sum(chunk['size'] for chunk in chunks[:-1]))
     return chunks
 
 
