@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DatabaseUnavailable
@@ -53,7 +53,7 @@ class EmbeddedRunner:
         self.threads = threads
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._queue: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._pending: set[tuple[str, int]] = set()
 
     def ensure_started(self) -> None:
@@ -63,11 +63,15 @@ class EmbeddedRunner:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            # A pool made before a fork has no threads in the child: make this process's own.
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix='jet-sqla-job')
+            # Threads started before a fork do not exist in the child: start this process's own.
+            # Daemon threads: a server stopping does not wait for a long job; an interrupted
+            # chunk is rolled back by the database and runs again when the job resumes.
+            self._queue = queue.SimpleQueue()
             self._pending = set()
             self._pid = os.getpid()
-            self._pool.submit(self._resume)
+            for number in range(self.threads):
+                threading.Thread(target=self._work, name=f'jet-sqla-job-{number}', daemon=True).start()
+            threading.Thread(target=self._resume, name='jet-sqla-job-resume', daemon=True).start()
 
     def publish(self, receipt: Mapping[str, Any]) -> None:
         self.ensure_started()
@@ -90,10 +94,15 @@ class EmbeddedRunner:
     def _submit(self, job_id: str, seq: int) -> None:
         key = (job_id, seq)
         with self._lock:
-            if key in self._pending or self._pool is None:
+            if key in self._pending:
                 return
             self._pending.add(key)
-        self._pool.submit(self._run, job_id, seq)
+        self._queue.put(key)
+
+    def _work(self) -> None:
+        while True:
+            job_id, seq = self._queue.get()
+            self._run(job_id, seq)
 
     def _run(self, job_id: str, seq: int) -> None:
         retry = False

@@ -128,6 +128,8 @@ class Jobs:
         if job.started_at is None and job_id not in self._started_jobs:
             self.store.mark_started(job_id)
             with self._lock:
+                if len(self._started_jobs) > 10_000:  # only saves a statement: forgetting is harmless
+                    self._started_jobs.clear()
                 self._started_jobs.add(job_id)
         return self.executor.run_chunk(StoredChunk(job, seq, action, collection))
 
