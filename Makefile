@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: test install system-packages demo
+.PHONY: test install system-packages services demo
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install system-packages
+# The background-job tests need Redis and RabbitMQ on 127.0.0.1: start whichever does not answer.
+PROBE = $(PYTHON) -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2)"
+services:
+	@$(PROBE) 6379 2>/dev/null || { echo 'starting redis-server'; redis-server --bind 127.0.0.1 --daemonize yes >/dev/null; }
+	@$(PROBE) 5672 2>/dev/null || { echo 'starting rabbitmq-server'; rabbitmq-server -detached >/dev/null 2>&1; \
+		for i in $$(seq 60); do $(PROBE) 5672 2>/dev/null && break; sleep 1; done; }
+
+test: install system-packages services
 	$(VENV)/bin/pytest
 
 demo: install

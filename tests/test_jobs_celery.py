@@ -302,3 +302,30 @@ def test_a_lost_publish_is_recovered_by_the_sweep(jobs: tuple[Setup, Client]) ->
     assert set(counter_values(setup.engine).values()) == {1}
     with setup.engine.connect() as connection:
         assert connection.scalar(sa.select(job_table.c.published_at).where(job_table.c.id == job)) is not None
+
+
+class TestWorkerCommand:
+    """``jet-sqla worker`` refuses, in one line, to start without what it needs."""
+
+    def run(self, tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+        environment = {key: value for key, value in os.environ.items()
+                       if key not in ('JET_SQLA_BROKER_URL', 'JET_SQLA_TARGET')}
+        environment.update({'JET_SQLA_DATABASE_URL': f'sqlite:///{tmp_path / "worker.db"}', **env})
+        return subprocess.run([JET_SQLA, 'worker', *argv], cwd=REPO, env=environment, capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    def test_without_a_target(self, tmp_path: Path) -> None:
+        result = self.run(tmp_path)
+        assert result.returncode == 1 and 'give a TARGET' in result.stderr and 'Traceback' not in result.stderr
+
+    def test_without_a_broker(self, tmp_path: Path) -> None:
+        result = self.run(tmp_path, 'tests.apps.jobs_app:bridge')
+        assert result.returncode == 1, result.stderr
+        assert 'has no broker' in result.stderr and 'JET_SQLA_BROKER_URL' in result.stderr
+        assert 'Traceback' not in result.stderr
+
+    def test_without_the_job_tables(self, tmp_path: Path) -> None:
+        result = self.run(tmp_path, 'tests.apps.jobs_app:bridge', JET_SQLA_BROKER_URL=REDIS_URL)
+        assert result.returncode == 1, result.stderr
+        assert 'jet_sqla_job' in result.stderr and 'jet-sqla db upgrade' in result.stderr
+        assert 'Traceback' not in result.stderr

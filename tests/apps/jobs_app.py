@@ -50,7 +50,8 @@ def declare(bridge: Bridge) -> None:
 
 def bridge() -> Bridge:
     url = os.environ['JET_SQLA_DATABASE_URL']
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={'connect_timeout': 5})
+    engine = sa.create_engine(url, pool_pre_ping=True,
+                              connect_args={} if url.startswith('sqlite') else {'connect_timeout': 5})
     built = Bridge(Base, engine=engine)
     declare(built)
     return built
