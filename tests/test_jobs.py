@@ -456,3 +456,49 @@ class TestSelectAll:
         nothing = client.execute('bump', ids=[1, 2], inverseIds=True)
         assert nothing.status_code == 400 and 'ids' in nothing.json['fields']
         assert job_rows(engine) == 0
+
+
+class TestAsInRequest:
+    """Form values, foreign-key params, lock=, timeout= and the audit log work per chunk as for a request."""
+
+    def test_foreign_key_param_lock_and_timeout_in_every_chunk(
+        self, bridge: Bridge, client: Client, engine: sa.Engine
+    ) -> None:
+        add_counters(engine, 9)
+        with Session(engine) as session, session.begin():
+            session.add(User(id=7, name='owner'))
+        seen: list[tuple[str, list[int]]] = []
+
+        @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=4,
+                       lock=True, timeout=5)
+        def stamp(counters: list[Counter], owner: User, step: int, ctx: ActionContext) -> None:
+            seen.append((owner.name, ctx.ids))
+            assert ctx.params == {'owner': 7, 'step': 3} and ctx.collection == 'counters'
+            for counter in counters:
+                counter.value += step
+
+        state = wait_for_job(state_of(client), client.execute('stamp', ids=list(range(1, 10)), owner=7, step=3).json['job'])
+        assert state['status'] == 'succeeded'
+        assert sorted(seen) == [('owner', [1, 2, 3, 4]), ('owner', [5, 6, 7, 8]), ('owner', [9])]
+        assert set(counter_values(engine).values()) == {3}
+
+    def test_the_audit_log_has_a_row_per_chunk(self, make_bridge: Callable[..., Bridge], engine: sa.Engine) -> None:
+        from jet_sqla.audit import action_log
+
+        bridge = make_bridge(audit=True)
+        add_counters(engine, 6)
+
+        @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=3)
+        def bump(counters: list[Counter]) -> None:
+            if counters[0].id == 4:
+                raise ActionError('not these')
+            for counter in counters:
+                counter.value += 1
+
+        client = Client(bridge)
+        wait_for_job(state_of(client), client.execute('bump', ids=[1, 2, 3, 4, 5, 6]).json['job'])
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(action_log.c.outcome, action_log.c.ids, action_log.c.error)
+                                      .where(action_log.c.action == 'bump').order_by(action_log.c.id)).all()
+        assert sorted((row.outcome, row.ids, row.error) for row in rows) == [
+            ('error', '["4","5","6"]', 'not these'), ('success', '["1","2","3"]', None)]
