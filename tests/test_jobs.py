@@ -502,3 +502,23 @@ class TestAsInRequest:
                                       .where(action_log.c.action == 'bump').order_by(action_log.c.id)).all()
         assert sorted((row.outcome, row.ids, row.error) for row in rows) == [
             ('error', '["4","5","6"]', 'not these'), ('success', '["1","2","3"]', None)]
+
+
+def test_accepting_listed_ids_checks_them_in_far_fewer_statements_than_chunks(
+    make_bridge: Callable[..., Bridge], engine: sa.Engine
+) -> None:
+    from .conftest import StatementLog
+
+    add_counters(engine, 12_000)
+    bridge = make_bridge()
+
+    @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=10)
+    def bump(counters: list[Counter]) -> None: ...
+
+    bridge.jobs.runner.publish = lambda receipt: None  # type: ignore[method-assign]
+    log = StatementLog(engine)
+    with log:
+        receipt = bridge.execute('bump', params={'ids': list(range(1, 12_001))})
+    assert (receipt['total'], receipt['chunks']) == (12_000, 1_200)
+    assert len(log.selects()) == 2, log.selects()  # two key lookups of 10,000 and 2,000, not 1,200
+    assert not any('value' in statement.split('FROM')[0] for statement in log.selects())
