@@ -522,3 +522,19 @@ def test_accepting_listed_ids_checks_them_in_far_fewer_statements_than_chunks(
     assert (receipt['total'], receipt['chunks']) == (12_000, 1_200)
     assert len(log.selects()) == 2, log.selects()  # two key lookups of 10,000 and 2,000, not 1,200
     assert not any('value' in statement.split('FROM')[0] for statement in log.selects())
+
+
+def test_a_chunk_that_cannot_reach_the_database_is_to_be_delivered_again_not_failed() -> None:
+    from jet_sqla.errors import DatabaseUnavailable
+
+    from .models import Base
+
+    closed = sa.create_engine('postgresql+psycopg://postgres@127.0.0.1:1/none', connect_args={'connect_timeout': 2})
+    bridge = Bridge(Base, engine=closed, token='t')
+
+    @bridge.action(model=Counter, for_instance=True, bulk=True, background=True)
+    def bump(counters: list[Counter]) -> None: ...
+
+    # The Celery task retries on this error, and the embedded runner tries again later.
+    with pytest.raises(DatabaseUnavailable):
+        bridge.jobs.run_chunk('0' * 32, 0)

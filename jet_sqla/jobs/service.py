@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .. import encoding
+from .. import database, encoding
 from ..auth import Identity
 from ..catalog import Catalog, Collection
 from ..declaration import Action, ActionRegistry, Actor
-from ..errors import Conflict, Forbidden, InvalidParams, NotFound
+from ..errors import Conflict, DatabaseUnavailable, Forbidden, InvalidParams, NotFound
 from ..selection import Selection
 from .runner import CeleryRunner, EmbeddedRunner, Runner
 from .store import JobStore, StoredChunk
@@ -61,6 +61,7 @@ class Jobs:
         else:
             self.runner = EmbeddedRunner(self.store, self.run_chunk, threads)
         self._started_jobs: set[str] = set()
+        self._job_rows: dict[str, sa.Row[Any]] = {}
         self._lock = threading.Lock()
 
     def _make_celery(self) -> Celery:
@@ -115,7 +116,12 @@ class Jobs:
         Raises:
             DatabaseUnavailable: deliver it again later.
         """
-        job = self.store.job(job_id)
+        try:
+            job = self._job_row(job_id)
+        except sa.exc.SQLAlchemyError as error:
+            if database.is_unavailable(error):
+                raise DatabaseUnavailable('The database is unavailable') from error
+            raise
         if job is None:
             log.warning('chunk %d of job %s: no such job; skipped', seq, job_id)
             return 'skipped'
@@ -126,12 +132,30 @@ class Jobs:
             return 'skipped'
         collection = self.catalog.get(job.collection) if job.collection is not None else None
         if job.started_at is None and job_id not in self._started_jobs:
-            self.store.mark_started(job_id)
+            try:
+                self.store.mark_started(job_id)
+            except sa.exc.SQLAlchemyError as error:
+                if database.is_unavailable(error):
+                    raise DatabaseUnavailable('The database is unavailable') from error
+                raise
             with self._lock:
                 if len(self._started_jobs) > 10_000:  # only saves a statement: forgetting is harmless
                     self._started_jobs.clear()
                 self._started_jobs.add(job_id)
         return self.executor.run_chunk(StoredChunk(job, seq, action, collection))
+
+    def _job_row(self, job_id: str) -> sa.Row[Any] | None:
+        # PERF: a job's row does not change after it is recorded (its marks aside, which a chunk
+        # reads under its lock instead): one read per job and process, not one per chunk.
+        job = self._job_rows.get(job_id)
+        if job is None:
+            job = self.store.job(job_id)
+            if job is not None:
+                with self._lock:
+                    if len(self._job_rows) >= 1000:
+                        self._job_rows.clear()
+                    self._job_rows[job_id] = job
+        return job
 
     # --- messages ---
 
