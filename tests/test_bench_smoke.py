@@ -158,5 +158,5 @@ def test_jobs() -> None:
     require_broker(REDIS_URL)
     [section] = run_bench('--only', 'jobs', '--postgres-url', POSTGRES_URL, '--jobs-records', '3000',
                           '--jobs-request-ids', '300', '--jobs-chunk-size', '250', '--jobs-broker', REDIS_URL)
-    assert_measured(section, rows=3)
+    assert_measured(section, rows=4)
     assert section.raw['job']['status'] == 'succeeded' and section.raw['job']['done'] == 3000
