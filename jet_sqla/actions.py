@@ -43,6 +43,7 @@ __all__ = ['ChunkRun', 'ExecuteRequest', 'Executor', 'JobQueue']
 
 log = logging.getLogger(__name__)
 
+
 class JobQueue(Protocol):
     """Where an accepted background run goes (:class:`jet_sqla.jobs.Jobs`)."""
 
@@ -384,8 +385,15 @@ class Executor:
         entry.outcome = 'error'
         entry.error = failure.message
         entry.duration_ms = (time.perf_counter() - started) * 1000
-        with self._transaction() as session:
-            chunk.fail(session, failure.message)
+        try:
+            with self._transaction() as session:
+                chunk.fail(session, failure.message)
+        except Exception as error:
+            # The chunk stays queued: delivered again, it runs (and maybe fails) again.
+            unrecorded = _as_jet_error(error, action.name)
+            if isinstance(unrecorded, DatabaseUnavailable):
+                raise unrecorded from error
+            raise
         if self.audit is not None:
             self.audit.record_failure(entry)
         return 'failed'
