@@ -103,7 +103,7 @@ def test_empty_parts_around_a_credential_are_skipped(tokens_only: Authenticator)
 ])
 def test_a_10_kib_header_is_answered_quickly_and_refused_or_read_exactly(tokens_only: Authenticator, header: str) -> None:
     assert len(header) >= 10 * 1024
-    if header.startswith(f'Bearer {TOKEN};') or header.startswith('Basic'):
+    if header.startswith((f'Bearer {TOKEN};', 'Basic')):
         assert tokens_only.authenticate(header).actor is None  # the secret is found, the rest ignored
     else:
         with pytest.raises(Unauthorized) as refused:
