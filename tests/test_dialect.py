@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from jet_sqla import ActionContext, Bridge
+from jet_sqla import ActionContext, Bridge, migrations
+from jet_sqla.audit import action_log
 from jet_sqla.dialect import read_execute_params
 from jet_sqla.errors import InvalidParams
 
@@ -213,15 +215,25 @@ class TestSelectAll:
 
     def test_a_locked_select_all_runs_and_audits_what_ran(self, make_bridge: Callable[..., Bridge],
                                                           engine: sa.Engine) -> None:
-        bridge = make_bridge()
+        migrations.upgrade(engine)
+        bridge = make_bridge(audit=True)
 
         @bridge.action(model=Counter, for_instance=True, bulk=True, lock=True)
         def touch(counters: list[Counter], ctx: ActionContext) -> dict[str, Any]:
             return {'ids': ctx.ids}
 
         add_counters(engine, 4)
-        result = jet_execute(Client(bridge), 'touch', ids=[3], inverseIds=True)
+        client = Client(bridge)
+        result = jet_execute(client, 'touch', ids=[3], inverseIds=True)
         assert result.json == {'result': True, 'ids': [1, 2, 4]}
+        # The same key for "these ids" and "all but these ids" are different requests.
+        keyed = jet_execute(client, 'touch', ids=[3], inverseIds=True, form={'idempotency_key': 'k'})
+        assert keyed.status_code == 200
+        clash = jet_execute(client, 'touch', ids=[3], form={'idempotency_key': 'k'})
+        assert clash.status_code == 409, clash.text
+        with engine.connect() as connection:
+            logged = connection.execute(sa.select(action_log.c.ids).order_by(action_log.c.id)).scalars().all()
+        assert [json.loads(ids) for ids in logged[:2]] == [['1', '2', '4'], ['1', '2', '4']]
 
 
 class TestLabels:
