@@ -256,8 +256,8 @@ class Executor:
                 database.apply_timeout(session, action.timeout)
             # Without a session there is nothing to load and nothing to hand out: the form is all.
             arguments = self._arguments(session, request, collection, ids, values) if session is not None else dict(values)
-            if request.inverse and action.instance_parameter is not None:
-                entry.ids = [getattr(instance, collection.pk_attribute) for instance in arguments[action.instance_parameter]]  # type: ignore[union-attr, arg-type]
+            if request.inverse and collection is not None and action.instance_parameter is not None:
+                entry.ids = _keys(collection, arguments[action.instance_parameter])  # what ran, not what was left out
             result = action.function(**arguments)
             stage[0] = 'returned'
             body = _result_body(action, result)
@@ -323,7 +323,7 @@ class Executor:
         if request.inverse:
             assert collection is not None and collection.pk_attribute and action.instance_parameter
             instances = self._select(session, action, Selection(collection, ids, inverse=True))
-            ids = [getattr(instance, collection.pk_attribute) for instance in instances]  # what ran, not what was left out
+            ids = _keys(collection, instances)  # what ran, not what was left out
             arguments[action.instance_parameter] = instances
         elif action.instance_parameter is not None:
             instances = loaded[-1]
@@ -342,6 +342,11 @@ class Executor:
             arguments.update(dict.fromkeys(action.context_parameters, context))
         arguments.update(dict.fromkeys(action.session_parameters, session))
         return arguments
+
+
+def _keys(collection: Collection, instances: list[Any]) -> list[Any]:
+    assert collection.pk_attribute is not None
+    return [getattr(instance, collection.pk_attribute) for instance in instances]
 
 
 def _result_body(action: Action, result: Any) -> bytes:
