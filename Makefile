@@ -1,6 +1,6 @@
 # `make test` sets up everything the suite needs on a fresh machine, then runs it.
-# `.ci/run` calls exactly `make test`; with CI=true the PostgreSQL and MariaDB
-# legs fail instead of skipping when their servers are unreachable.
+# `.ci/run` calls exactly `make test`; with CI=true the PostgreSQL, MariaDB, Redis
+# and RabbitMQ legs fail instead of skipping when their servers are unreachable.
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -22,12 +22,9 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The background-job tests need Redis and RabbitMQ on 127.0.0.1: start whichever does not answer.
-PROBE = $(PYTHON) -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2)"
+# Starts PostgreSQL, MariaDB, Redis and RabbitMQ on loopback when they are installed but not running.
 services:
-	@$(PROBE) 6379 2>/dev/null || { echo 'starting redis-server'; redis-server --bind 127.0.0.1 --daemonize yes >/dev/null; }
-	@$(PROBE) 5672 2>/dev/null || { echo 'starting rabbitmq-server'; rabbitmq-server -detached >/dev/null 2>&1; \
-		for i in $$(seq 60); do $(PROBE) 5672 2>/dev/null && break; sleep 1; done; }
+	bash scripts/services.sh
 
 test: install system-packages services
 	$(VENV)/bin/pytest

@@ -99,8 +99,8 @@ def run(engine: sa.Engine, records: int, request_ids: int, *, broker: str, chunk
             # job runs shows as two different baselines instead of skewing one.
             before, _ = _post(http, 'execute_action', in_request_form)
             started = time.perf_counter()
-            accept, receipt = _post(http, 'execute_action', {'name': f'{ACTION}_background',
-                                                             'params': {'ids': [], 'inverseIds': True}})
+            accept, receipt = _post(http, 'execute_action', {'name': f'{ACTION}_background', 'inverseIds': True,
+                                                             'params': {}})
             state = _wait(http, receipt['job'], 3600)
             background = time.perf_counter() - started
             after, _ = _post(http, 'execute_action', in_request_form)

@@ -22,6 +22,7 @@ from .jobs import DEFAULT_QUEUE, Jobs
 from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
+from .permissions import JetPermissions
 
 __all__ = ['Bridge']
 
@@ -72,6 +73,9 @@ class Bridge:
         job_queue: The Celery queue of background chunks. Defaults to
             ``JET_SQLA_JOB_QUEUE``, else ``jet_sqla``.
         job_threads: Threads of the embedded runner, per serving process.
+        jet_permissions: Apply the permissions Jet Admin puts in a JWT's
+            project grant: a JWT user runs an action on a collection only as its
+            owner, in its super group, or with ``w`` on that collection.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -100,6 +104,7 @@ class Bridge:
         max_job_ids: int = 10_000_000,
         job_queue: str | None = None,
         job_threads: int = 2,
+        jet_permissions: bool = False,
     ) -> None:
         if engine is None:
             raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
@@ -123,8 +128,10 @@ class Bridge:
         self.audit = AuditLog(engine) if audit else None
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
+        if jet_permissions and not self.authenticator.accepts_jwt:
+            raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries,
-                                 max_job_ids=max_job_ids)
+                                 permissions=JetPermissions() if jet_permissions else None, max_job_ids=max_job_ids)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
                                      self.sessions, self.messages, engine=engine, listing=console)
         self.jobs = Jobs(engine, self.catalog, self.actions, self.executor,
@@ -191,6 +198,7 @@ class Bridge:
         description: str | None = None,
         background: bool = False,
         chunk_size: int | None = None,
+        icon: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -207,13 +215,14 @@ class Bridge:
             allow: ``allow(actor) -> bool`` decides who may run it.
             timeout: Seconds each statement may take, where the database supports it.
             name: The action's name; the function's name by default.
-            label: What the operator reads.
+            label: What the operator reads; also sent as ``verbose_name``.
             description: Help text; the docstring by default.
             background: Run as a background job: ``execute_action`` answers
                 at once with the job's id, and a record action is called once
                 per chunk of ``chunk_size`` records (500), each chunk in its own
                 transaction.
             chunk_size: Records per chunk of a background record action.
+            icon: The name of the Jet Admin icon shown with the action.
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
@@ -267,14 +276,18 @@ class Bridge:
         params: Mapping[str, Any] | None = None,
         actor: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        inverse: bool = False,
     ) -> dict[str, Any]:
-        """Run an action as execute_action would, without HTTP; returns the decoded response."""
+        """Run an action as execute_action would, without HTTP; returns the decoded response.
+
+        ``inverse=True`` runs it on every record except ``params['ids']`` ("select all").
+        """
         action = self.actions.get(name)
         if action is None:
             from .errors import NotFound
             raise NotFound(f'Unknown action {name!r}')
         body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
-                                                    idempotency_key=idempotency_key))
+                                                    idempotency_key=idempotency_key, inverse=inverse))
         result: dict[str, Any] = encoding.loads(body)
         return result
 

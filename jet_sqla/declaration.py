@@ -73,7 +73,7 @@ class Action:
     __slots__ = (
         'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
         'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session', 'background', 'chunk_size',
+        'needs_session', 'background', 'chunk_size', 'icon',
     )
 
     def __init__(
@@ -95,8 +95,10 @@ class Action:
         session_parameters: Sequence[str],
         background: bool = False,
         chunk_size: int = 500,
+        icon: str | None = None,
     ) -> None:
         self.name = name
+        self.icon = icon
         self.function = function
         self.collections = tuple(collections)
         self.for_instance = for_instance
@@ -127,8 +129,11 @@ class Action:
         described: dict[str, Any] = {'name': self.name}
         if self.label is not None:
             described['label'] = self.label
+            described['verbose_name'] = self.label  # the key jet-django used for the same text
         if self.description is not None:
             described['description'] = self.description
+        if self.icon is not None:
+            described['icon'] = self.icon
         if self.collections:
             names = [collection.name for collection in self.collections]
             described['model_action'] = {
@@ -180,6 +185,7 @@ def declare_action(
     description: str | None = None,
     background: bool = False,
     chunk_size: int | None = None,
+    icon: str | None = None,
 ) -> Action:
     """Build an :class:`Action` from a function and the decorator's arguments.
 
@@ -197,6 +203,8 @@ def declare_action(
         raise TypeError(f'{owner}: chunk_size= needs background=True')
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f'{owner}: chunk_size must be a positive number of records')
+    if icon is not None and (not isinstance(icon, str) or not icon):
+        raise TypeError(f'{owner}: icon must be the non-empty name of a Jet Admin icon')
     refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
     collections = [catalog.get(ref) for ref in refs]
     if for_instance:
@@ -253,6 +261,7 @@ def declare_action(
         session_parameters=session_parameters,
         background=background,
         chunk_size=chunk_size or 500,
+        icon=icon,
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     'PROBLEM_JSON',
     'ErrorBody',
     'jet_body',
+    'json_schemas',
     'problem_body',
     'render',
     'wants_problem',
@@ -122,3 +123,54 @@ def status_phrase(status: int) -> str:
 def code_for_status(status: int) -> str:
     """A code for an error that has none of its own: ``not_found`` for 404, ``method_not_allowed`` for 405."""
     return status_phrase(status).lower().replace(' ', '_').replace('-', '_')
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas of the bodies above, for the OpenAPI document: ``ValidationErrors`` (a 400 in
+    Jet's dialect), ``Error`` (any other status in Jet's dialect) and ``Problem``."""
+    reasons = {'type': 'array', 'items': {'type': 'string'}, 'minItems': 1}
+    details = {
+        'fields': {
+            'type': 'object',
+            'additionalProperties': {'type': 'string'},
+            'description': 'Each bad form value or message param, with its reason.',
+        },
+        'collection': {'type': 'string'},
+        'missing_ids': {'type': 'array', 'description': 'The ids that name no record.'},
+    }
+    return {
+        'ValidationErrors': {
+            'type': 'object',
+            'description': ("Jet's dialect for a 400, as Jet Admin's client renders it: `non_field_errors` "
+                            'are general errors, every other key is the form field its reasons belong to.'),
+            'minProperties': 1,
+            'properties': {'non_field_errors': reasons},
+            'additionalProperties': reasons,
+        },
+        'Error': {
+            'type': 'object',
+            'description': "Jet's dialect for every status but 400, with the error's details beside.",
+            'required': ['detail', 'error', 'error_code'],
+            'properties': {
+                'detail': {'type': 'string', 'description': 'The reason, fit to show the operator.'},
+                'error': {'type': 'string', 'description': 'The same reason, under the key the reference used.'},
+                'error_code': {'type': 'string', 'description': 'A stable identifier: too_large, not_found…'},
+                **details,
+            },
+            'additionalProperties': True,
+        },
+        'Problem': {
+            'type': 'object',
+            'description': 'RFC 9457 problem details, for a request whose Accept includes application/problem+json.',
+            'required': ['type', 'title', 'status', 'detail', 'code'],
+            'properties': {
+                'type': {'type': 'string', 'description': '"about:blank": `code` tells the problems apart.'},
+                'title': {'type': 'string', 'description': 'The phrase of the HTTP status, as "Bad Request".'},
+                'status': {'type': 'integer'},
+                'detail': {'type': 'string', 'description': 'The reason, fit to show the operator.'},
+                'code': {'type': 'string', 'description': 'A stable identifier: invalid_params, too_large…'},
+                **details,
+            },
+            'additionalProperties': True,
+        },
+    }

@@ -110,7 +110,7 @@ class TestKinds:
         @bridge.action()
         def rebuild_index() -> None: ...
 
-        @bridge.action(model=[User, 'accounts'], name='audit_things', label='Audit')
+        @bridge.action(model=[User, 'accounts'], name='audit_things', label='Audit', icon='search')
         def audit(ctx: ActionContext) -> None: ...
 
         result = client.message('get_action_list')
@@ -119,7 +119,7 @@ class TestKinds:
             {'name': 'mail_users', 'model_action': {'model': 'users', 'for_instance': True, 'bulk': True}, 'params': []},
             {'name': 'refresh_users_status', 'model_action': {'model': 'users', 'for_instance': False, 'bulk': False}, 'params': []},
             {'name': 'rebuild_index', 'common_action': {}, 'params': []},
-            {'name': 'audit_things', 'label': 'Audit',
+            {'name': 'audit_things', 'label': 'Audit', 'verbose_name': 'Audit', 'icon': 'search',
              'model_action': {'model': ['users', 'accounts'], 'for_instance': False, 'bulk': False}, 'params': []},
         ]
 

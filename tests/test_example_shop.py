@@ -219,8 +219,8 @@ def test_the_background_discount_runs_on_the_embedded_pool(shop: Shop) -> None:
 
     with Session(shop.engine) as session:
         before = {order.id: order.total for order in session.scalars(sa.select(Order))}
-    accepted = shop.message('execute_action', {'name': 'apply_discount', 'model': 'orders',
-                                               'params': {'ids': [], 'inverseIds': True, 'percent': 50}})
+    accepted = shop.message('execute_action', {'name': 'apply_discount', 'model': 'orders', 'inverseIds': True,
+                                               'params': {'percent': 50}})
     assert accepted.status_code == 200, accepted.text
     assert accepted.json['total'] == len(before) and accepted.json['chunks'] == (len(before) + 1) // 2
     deadline = time.monotonic() + 30

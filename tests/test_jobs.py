@@ -406,7 +406,7 @@ class TestSelectAll:
             for counter in counters:
                 counter.value += 1
 
-        accepted = client.execute('bump', ids=[5, 600, 1234], inverseIds=True)
+        accepted = client.message('execute_action', {'name': 'bump', 'ids': [5, 600, 1234], 'inverseIds': True})
         assert accepted.status_code == 200, accepted.text
         assert (accepted.json['total'], accepted.json['chunks']) == (1231, 13)
         state = wait_for_job(state_of(client), accepted.json['job'])
@@ -430,7 +430,7 @@ class TestSelectAll:
         bridge.jobs.runner.publish = published.append  # type: ignore[method-assign]
         log = StatementLog(engine)
         with log:
-            receipt = bridge.execute('bump', params={'ids': [], 'inverseIds': 'true'})
+            receipt = bridge.execute('bump', params={'ids': []}, inverse=True)
         assert (receipt['total'], receipt['chunks']) == (5000, 500) and published
         selects = log.selects()
         assert len(log.statements) <= 10, log.statements  # not one per chunk
@@ -447,13 +447,13 @@ class TestSelectAll:
         def one(counter: Counter) -> None: ...
 
         client = Client(bridge)
-        too_many = client.execute('bump', ids=[1], inverseIds=True)
+        too_many = client.message('execute_action', {'name': 'bump', 'ids': [1], 'inverseIds': True})
         assert too_many.status_code == 413 and '29' in too_many.json['detail']
-        not_bulk = client.execute('one', ids=[1], inverseIds=True)
+        not_bulk = client.message('execute_action', {'name': 'one', 'ids': [1], 'inverseIds': 'true'})
         assert not_bulk.status_code == 400 and 'inverseIds' in not_bulk.json['fields']
         with engine.begin() as connection:
             connection.execute(sa.delete(Counter).where(Counter.id > 2))
-        nothing = client.execute('bump', ids=[1, 2], inverseIds=True)
+        nothing = client.message('execute_action', {'name': 'bump', 'ids': [1, 2], 'inverseIds': True})
         assert nothing.status_code == 400 and 'ids' in nothing.json['fields']
         assert job_rows(engine) == 0
 

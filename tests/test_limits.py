@@ -320,7 +320,7 @@ def test_chunked_bodies_are_read_and_limited_over_http(server: apps.Gunicorn) ->
         assert response.status == 413
         assert response.getheader('Content-Type', '').startswith('application/json')
         body = json.loads(response.read())
-        assert body['code'] == 'too_large' and f'limit of {MIB} bytes' in body['detail']
+        assert body['error_code'] == 'too_large' and f'limit of {MIB} bytes' in body['detail']
     finally:
         connection.close()
     assert served_touches(server) == before + 2
@@ -331,7 +331,7 @@ def test_a_declared_length_over_the_limit_is_answered_without_waiting_for_the_bo
     status, head, body = raw_exchange(server, post_head(64 * MIB))  # and not one byte of the body
     assert status == 413
     assert b'application/json' in head.lower()
-    assert json.loads(body)['code'] == 'too_large'
+    assert json.loads(body)['error_code'] == 'too_large'
 
 
 @pytest.mark.e2e
@@ -339,11 +339,12 @@ def test_a_content_length_that_lies_over_http_is_400_json_and_runs_nothing(serve
     before = served_touches(server)
     body = touch_body([1])
     # Shorter than the body: the server reads a cut body. (What follows it is the next request's problem.)
-    status, _, answer = raw_exchange(server, post_head(len(body) - 5) + body)
+    ask = 'Accept: application/problem+json\r\n'  # for the code, which Jet's dialect shows on no 400
+    status, _, answer = raw_exchange(server, post_head(len(body) - 5, ask) + body)
     assert (status, json.loads(answer)['code']) == (400, 'invalid_json')
     # Longer than the body, and the client stops sending: the body ends early, and a complete-looking
     # message is still not run.
-    status, _, answer = raw_exchange(server, post_head(len(body) + 50) + body, half_close=True)
+    status, _, answer = raw_exchange(server, post_head(len(body) + 50, ask) + body, half_close=True)
     assert (status, json.loads(answer)['code']) == (400, 'incomplete_body')
     assert served_touches(server) == before
 
