@@ -1,7 +1,7 @@
 """7. Background jobs on PostgreSQL: a job over every record of a table, on 2 Celery worker processes, vs the
 in-request bulk path over fewer ids, the same action, in the same run.
 
-Both run one plain ORM action (``item.total = quantity * price + 1``, an UPDATE per
+Both run one plain ORM action (``item.total += quantity * price + 1``, an UPDATE per
 row). The in-request run is one ``execute_action`` over ``request_ids`` listed ids,
 in one transaction. The background job is ``execute_action`` with ``inverseIds: true``
 and no ids (every record), accepted, then run in chunks by ``jet-sqla worker

@@ -29,7 +29,7 @@ def declare(bridge: Bridge, chunk_size: int) -> None:
 
     def recount(items: list[Item]) -> None:
         for item in items:
-            item.total = item.quantity * item.price + 1
+            item.total += item.quantity * item.price + 1  # changes every row on every run: an UPDATE each
 
     bridge.action(model=Item, for_instance=True, bulk=True, name=ACTION)(recount)
     bridge.action(model=Item, for_instance=True, bulk=True, background=True, chunk_size=chunk_size,
