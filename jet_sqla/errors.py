@@ -51,7 +51,7 @@ class JetError(Exception):
         self.message = message
 
     def details(self) -> dict[str, Any]:
-        """Extra keys for the JSON error body; ``fields`` maps form fields to their reasons."""
+        """Extra keys for the JSON error body; ``fields`` maps each bad value's name to its reason."""
         return {}
 
     def form_errors(self) -> Mapping[str, Any]:
