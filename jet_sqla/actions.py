@@ -463,7 +463,7 @@ class Executor:
             # A key that names no row is a bad form value: name its field, like any other.
             missing = missing_references(session, references)
             if missing:
-                raise InvalidParams(missing) from None
+                raise InvalidParams(missing, form=True) from None
             raise
         arguments = dict(values)
         for (field, _), instances in zip(references, loaded):

@@ -33,7 +33,8 @@ class ActionContext:
         session: The session of the action's transaction.
         collection: The collection name (``None`` for a common action).
         model: The mapped class (``None`` for a common action).
-        ids: The ids as coerced, in request order, duplicates removed.
+        ids: The ids as coerced, in request order, duplicates removed; for a
+            "select all" (``inverseIds``), the ids it runs on, in primary-key order.
         actor: The JWT's claims, or ``None`` for a shared-token request.
         request: The framework's request object (a ``falcon.Request``), or ``None``.
         action: The action's name.

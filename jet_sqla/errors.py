@@ -6,7 +6,8 @@ knows a framework: :mod:`jet_sqla.problems` renders any of them, in either of
 the two wire dialects, and :mod:`jet_sqla.http` only writes the bytes. A new
 subclass needs nothing else to be rendered: set ``status`` and ``code`` (or
 inherit them) and, if it has any, return its details. A ``fields`` detail
-(field name -> reason) becomes the per-field errors of a 400.
+(field name -> reason) becomes the per-field errors of a 400, unless
+:meth:`JetError.form_errors` says they are not fields of the form.
 ``ActionError`` is the one users raise themselves.
 """
 
@@ -50,13 +51,17 @@ class JetError(Exception):
         self.message = message
 
     def details(self) -> dict[str, Any]:
-        """Extra keys for the JSON error body; ``fields`` maps form fields to their reasons."""
+        """Extra keys for the JSON error body; ``fields`` maps each bad value's name to its reason."""
         return {}
 
-    def general_errors(self) -> list[str]:
-        """What a 400 shows as ``non_field_errors``: the message, unless the field errors say it all."""
+    def form_errors(self) -> Mapping[str, Any]:
+        """The reasons that belong to fields of the action's form, shown beside each field by Jet Admin."""
         fields = self.details().get('fields')
-        return [] if isinstance(fields, Mapping) and fields else [self.message]
+        return fields if isinstance(fields, Mapping) else {}
+
+    def general_errors(self) -> list[str]:
+        """What a 400 shows as ``non_field_errors``: the message, unless the form's errors say it all."""
+        return [] if self.form_errors() else [self.message]
 
 
 class ActionError(JetError):
@@ -97,13 +102,22 @@ class MessageError(JetError):
 
 
 class InvalidParams(JetError):
-    """One or more submitted values are bad. Every failing field is listed."""
+    """One or more submitted values are bad. Every failing field is listed.
+
+    Args:
+        fields: Each bad value's name, with its reason.
+        message: A summary; by default one made of the fields.
+        form: The names are fields of the action's form. Otherwise they are the
+            request's own params (``ids``, ``model``, ``inverseIds``…), which a
+            form has no place for: Jet's dialect lists them as general errors.
+    """
 
     status = 400
     code = 'invalid_params'
 
-    def __init__(self, fields: Mapping[str, str], message: str | None = None) -> None:
+    def __init__(self, fields: Mapping[str, str], message: str | None = None, *, form: bool = False) -> None:
         self.fields = dict(fields)
+        self.form = form
         #: A message given on purpose says more than the fields, so it is shown beside them.
         self._summary_only = message is None
         if message is None:
@@ -114,8 +128,14 @@ class InvalidParams(JetError):
     def details(self) -> dict[str, Any]:
         return {'fields': self.fields}
 
+    def form_errors(self) -> Mapping[str, Any]:
+        return self.fields if self.form else {}
+
     def general_errors(self) -> list[str]:
-        return [] if self._summary_only and self.fields else [self.message]
+        summary = [] if self._summary_only and self.fields else [self.message]
+        if self.form:
+            return summary
+        return summary + [f'{name}: {reason}' for name, reason in self.fields.items()] or [self.message]
 
 
 class NotFound(JetError):

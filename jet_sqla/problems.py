@@ -4,7 +4,9 @@
 reference bridge's, in the style of Django REST framework:
 
 - a 400 is ``{"non_field_errors": ["<what went wrong>"], "<field>": ["<reason>"], ...}``:
-  each failing form field under its own name, and nothing else at the top level;
+  each failing form field under its own name, and nothing else at the top
+  level; a bad request param that is no form field (``ids``, ``model``…) is a
+  general error that names it (``"ids: ..."``);
 - every other error is ``{"detail": "<message>", "error": "<message>",
   "error_code": "<code>", ...details}``.
 
@@ -21,7 +23,6 @@ JSON by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -79,22 +80,18 @@ def render(error: JetError, *, problem: bool) -> tuple[str, ErrorBody]:
 
 def jet_body(error: JetError) -> ErrorBody:
     """Jet's dialect: the body Jet Admin's client shows next to its form, or as a message."""
-    details = error.details()
     if error.status == 400:
         body: ErrorBody = {}
         general = error.general_errors()
         if general:
             body[NON_FIELD_ERRORS] = list(general)
-        fields = details.get('fields')
-        if isinstance(fields, Mapping):
-            for name, reason in fields.items():
-                key = str(name)
-                reasons = [str(item) for item in reason] if isinstance(reason, list) else [str(reason)]
-                body.setdefault(key, []).extend(reasons)
+        for name, reason in error.form_errors().items():
+            reasons = [str(item) for item in reason] if isinstance(reason, list) else [str(reason)]
+            body.setdefault(str(name), []).extend(reasons)
         if not body:  # never an empty 400: the client would have nothing to show
             body[NON_FIELD_ERRORS] = [error.message]
         return body
-    body = {key: value for key, value in details.items() if key not in _JET_MEMBERS}
+    body = {key: value for key, value in error.details().items() if key not in _JET_MEMBERS}
     body.update(detail=error.message, error=error.message, error_code=error.code)
     return body
 

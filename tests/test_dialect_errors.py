@@ -54,10 +54,15 @@ class Teapot(JetError):
 
 #: Every kind of error, with the Jet-dialect body it must render as.
 JET_BODIES: list[tuple[JetError, dict[str, Any]]] = [
-    (InvalidParams({'amount': 'expected a number', 'when': 'not a date'}),
+    (InvalidParams({'amount': 'expected a number', 'when': 'not a date'}, form=True),
      {'amount': ['expected a number'], 'when': ['not a date']}),
+    (InvalidParams({'amount': 'expected a number'}, message='Check the amount', form=True),
+     {'non_field_errors': ['Check the amount'], 'amount': ['expected a number']}),
+    # The request's own params have no field in the form: general errors that name them.
+    (InvalidParams({'ids': 'invalid id: x', 'model': 'say which one'}),
+     {'non_field_errors': ['ids: invalid id: x', 'model: say which one']}),
     (InvalidParams({'ids': 'invalid id: x'}, message='The selection is wrong'),
-     {'non_field_errors': ['The selection is wrong'], 'ids': ['invalid id: x']}),
+     {'non_field_errors': ['The selection is wrong', 'ids: invalid id: x']}),
     (ActionError('Not today'), {'non_field_errors': ['Not today']}),
     (ActionError('More than the balance', field='amount'), {'amount': ['More than the balance']}),
     (MessageError('Unknown message', code='unknown_message'), {'non_field_errors': ['Unknown message']}),
@@ -87,7 +92,8 @@ def test_every_error_renders_in_both_dialects_from_the_error_alone(error: JetErr
 
 
 def test_a_400_never_has_anything_but_lists_of_strings_and_is_never_empty() -> None:
-    for error in (InvalidParams({}), InvalidParams({'n': 'bad'}), ActionError(''), MessageError('x')):
+    for error in (InvalidParams({}), InvalidParams({}, form=True), InvalidParams({'n': 'bad'}),
+                  InvalidParams({'n': 'bad'}, form=True), ActionError(''), MessageError('x')):
         body = jet_body(error)
         assert body and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in body.values())
 
@@ -244,8 +250,9 @@ def test_jet_admins_client_shows_each_reason_next_to_its_field_and_no_internal_c
                                 'note': ['expected a string, got an object']}
     closed = shown({'name': 'withdraw', 'model': 'accounts', 'id': 1, 'params': {'amount': '1', 'note': 'refuse'}})
     assert closed.screen() == ['Withdrawals are closed today'] and closed.field_errors == {}
+    # Ids that disagree are no form field's fault: a general error that names them, not a field nobody sees.
     clash = shown({'name': 'withdraw', 'model': 'accounts', 'ids': [1], 'params': {'ids': '2', 'amount': '1'}})
-    assert list(clash.field_errors) == ['ids']
+    assert clash.field_errors == {} and clash.non_field_errors[0].startswith('ids: the ids beside the form')
     gone = shown({'name': 'withdraw', 'model': 'accounts', 'id': 7, 'params': {'amount': '1'}})
     assert gone.screen() == ['No accounts record with id 7']
     unknown = shown({'name': 'nope'})
