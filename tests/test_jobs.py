@@ -538,3 +538,13 @@ def test_a_chunk_that_cannot_reach_the_database_is_to_be_delivered_again_not_fai
     # The Celery task retries on this error, and the embedded runner tries again later.
     with pytest.raises(DatabaseUnavailable):
         bridge.jobs.run_chunk('0' * 32, 0)
+
+
+def test_get_job_on_a_database_without_the_job_tables_is_a_404(make_bridge: Callable[..., Bridge],
+                                                              engine: sa.Engine) -> None:
+    migrations.downgrade(engine, 'base')
+    client = Client(make_bridge())  # no background action: the bridge starts without the tables
+    for message in ('get_job', 'cancel_job'):
+        result = client.message(message, {'job': 'a' * 32})
+        assert result.status_code == 404, result.text
+        assert 'no job tables' in result.json['detail']

@@ -62,6 +62,7 @@ class Jobs:
             self.runner = EmbeddedRunner(self.store, self.run_chunk, threads)
         self._started_jobs: set[str] = set()
         self._job_rows: dict[str, sa.Row[Any]] = {}
+        self._tables_ready = False
         self._lock = threading.Lock()
 
     def _make_celery(self) -> Celery:
@@ -163,6 +164,11 @@ class Jobs:
         job_id = params.get('job')
         if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
             raise InvalidParams({'job': 'expected a job id: the 32 hexadecimal digits execute_action answered'})
+        if not self._tables_ready:
+            # A bridge without background actions may not have the tables: then it has no jobs either.
+            self._tables_ready = not self.store.missing_tables()
+            if not self._tables_ready:
+                raise NotFound(f'No job {job_id!r}: this database has no job tables')
         job = self.store.job(job_id)
         if job is None:
             raise NotFound(f'No job {job_id!r}')
