@@ -83,6 +83,11 @@ class TestRunning:
         assert state['created_at'] <= state['started_at'] <= state['finished_at']
         assert set(state) == {'job', 'action', 'collection', 'status', 'total', 'done', 'failed', 'errors',
                               'created_at', 'started_at', 'finished_at'}
+        import jsonschema
+
+        from jet_sqla.openapi import build_document
+
+        jsonschema.validate(state, build_document()['components']['schemas']['JobState'])  # as documented
         assert counter_values(engine) == {i: 2 for i in range(1, 1051)}
         assert sorted(len(chunk) for chunk in seen) == [50] + [100] * 10
         assert all(chunk == sorted(chunk) for chunk in seen)
