@@ -125,6 +125,22 @@ class TestRunning:
         assert wait_for_job(state_of(client), result.json['job'])['status'] == 'succeeded'
         assert set(counter_values(engine).values()) == {7}
 
+    def test_a_common_action_runs_once_in_the_background(self, bridge: Bridge, client: Client, engine: sa.Engine) -> None:
+        add_counters(engine, 2)
+        runs: list[str | None] = []
+
+        @bridge.action(background=True)
+        def recount(ctx: ActionContext) -> dict[str, int]:
+            runs.append(ctx.collection)
+            ctx.session.execute(sa.update(Counter).values(value=Counter.value + 5))
+            return {'ignored': 1}
+
+        accepted = client.execute('recount')
+        assert accepted.status_code == 200 and (accepted.json['total'], accepted.json['chunks']) == (0, 1)
+        state = wait_for_job(state_of(client), accepted.json['job'])
+        assert (state['status'], state['collection']) == ('succeeded', None)
+        assert runs == [None] and set(counter_values(engine).values()) == {5}
+
     def test_max_ids_does_not_cap_a_background_run_but_max_job_ids_does(
         self, make_bridge: Callable[..., Bridge], engine: sa.Engine
     ) -> None:

@@ -11,10 +11,10 @@ import secrets
 
 import click
 
+from .. import logs
 from .commands import _positive, _setup_logging, main
 from .failures import CommandFailed, guarded
 from .targets import check_databases, load_target
-from .. import logs
 
 __all__ = ['worker']
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Mapping
-import queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DatabaseUnavailable
