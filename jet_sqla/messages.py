@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import database, encoding
 from .actions import ExecuteRequest, Executor
@@ -133,7 +133,7 @@ class Dispatcher:
         actions: ActionRegistry,
         field_options: FieldOptions,
         executor: Executor,
-        sessions: sessionmaker[Session],
+        sessions: Callable[[], Session],
         handlers: Handlers,
         *,
         engine: sa.Engine,
@@ -147,6 +147,9 @@ class Dispatcher:
         self.sessions = sessions
         self.handlers = handlers
         self._action_list: tuple[int, list[dict[str, Any]], bytes] | None = None
+        #: Option queries run in a session from ``sessions`` (the app's own, with its filters), not on a
+        #: bare connection.
+        self.options_in_sessions = False
         self._routes: dict[str, Callable[[Any, Identity, Any], bytes]] = {
             GET_ACTION_LIST: self.get_action_list,
             EXECUTE_ACTION: self.execute_action,
@@ -237,7 +240,7 @@ class Dispatcher:
                 return _encode_handler_result(handler(GET_FIELD_OPTIONS, params), default=b'[]')
             owner = params.get('action') or params.get('model')
             raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options')
-        if source.needs_session:
+        if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
                 options = source.options(session, query)
         elif source.needs_connection:
