@@ -111,6 +111,8 @@ class Bridge:
             sync_engine = database_of(session_factory)
         #: Flask-SQLAlchemy's extension when ``target`` is its ``db.Model``: the engine and db.session come from it.
         self.flask_db: Any = getattr(target, '__fsa__', None)
+        #: The session factory the user gave, if any; integrations leave it in charge.
+        self.user_session_factory = session_factory
         if sync_engine is None and self.flask_db is None:
             raise TypeError('Bridge needs engine= or a bound session_factory=; '
                             'or use Bridge.reflect(url) for a database without models')

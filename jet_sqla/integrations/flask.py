@@ -42,7 +42,7 @@ def mount_on_flask(bridge: Any, app: flask.Flask) -> None:
     """
     prefix = mount_prefix(bridge.prefix)
     db = bridge.flask_db
-    if db is not None and bridge.session_factory is None:
+    if db is not None and bridge.user_session_factory is None:
         if 'sqlalchemy' not in app.extensions:
             raise RuntimeError('Flask-SQLAlchemy is not set up on this app yet: call db.init_app(app) '
                                'before bridge.init_app(app)')
