@@ -287,10 +287,12 @@ class Dispatcher:
         statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
         with self.sessions() as session:
             rows = session.execute(statement).mappings().all()
-        records = [{key: _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
+        # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.
+        names = {column.key: collection.attribute_name(column) for column in table.columns}
+        records = [{names.get(key, key): _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({
-            'pk': collection.pk.key if collection.pk is not None else None,
-            'columns': [{'name': column.key, 'field': field_for_column_type(column.type).value}
+            'pk': collection.attribute_name(collection.pk) if collection.pk is not None else None,
+            'columns': [{'name': collection.attribute_name(column), 'field': field_for_column_type(column.type).value}
                         for column in table.columns],
             'records': records,
             'has_more': len(rows) > query.limit,

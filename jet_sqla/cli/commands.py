@@ -178,9 +178,10 @@ def describe_bridge(bridge: Bridge, title: str) -> Iterator[str]:
         pk = collection.pk.name if collection.pk is not None else 'composite'
         yield f'  {collection.name}  ({collection.model.__name__}; pk {pk}; label {collection.label.name})'
         for column in collection.table.columns:
-            source = bridge.options.for_column(collection, column.key)
+            attribute = collection.attribute_name(column)
+            source = bridge.options.for_column(collection, attribute)
             if source is not None:
-                yield f'    {column.key}: {_describe_source(source)}'
+                yield f'    {attribute}: {_describe_source(source)}'
     yield ''
     yield 'Actions'
     if not declared:
