@@ -147,8 +147,7 @@ class Collection:
 
     def narrowed(self, model: type[Any]) -> Collection:
         """The same collection, loading only ``model``'s rows (a subclass in single-table inheritance)."""
-        view = Collection(self.name, sa.inspect(model), self.label)
-        return view
+        return Collection(self.name, sa.inspect(model), self.label)
 
     def attribute_name(self, column: sa.Column[Any]) -> str:
         """The name the model knows ``column`` by: its attribute, else its key."""
@@ -302,7 +301,6 @@ class Catalog:
             return None
         # Loading through the class itself adds its discriminator: a sibling's id is then missing.
         narrowed = served.narrowed(model)
-        narrowed.label = served.label
         self._narrowed[model] = narrowed
         return narrowed
 
