@@ -35,7 +35,7 @@ from .errors import (
     NotFound,
 )
 from .fields import field_for_column_type
-from .options import FieldOptions, OptionsSource, parse_query
+from .options import FieldOptions, OptionsSource, composite_foreign_key, parse_query
 
 __all__ = [
     'EXECUTE_ACTION',
@@ -239,7 +239,8 @@ class Dispatcher:
             if handler is not None:
                 return _encode_handler_result(handler(GET_FIELD_OPTIONS, params), default=b'[]')
             owner = params.get('action') or params.get('model')
-            raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options')
+            reason = self._no_options_reason(params, field)
+            raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options{reason}')
         if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
                 options = source.options(session, query)
@@ -250,6 +251,13 @@ class Dispatcher:
         else:
             options = source.options(None, query)
         return encoding.dumps([option.to_dict() for option in options])
+
+    def _no_options_reason(self, params: Mapping[str, Any], field: str) -> str:
+        model = params.get('model')
+        if params.get('action') is not None or not isinstance(model, str) or model not in self.catalog:
+            return ''
+        composite = composite_foreign_key(self.catalog.get(model), field)
+        return f': it is one column of the composite foreign key ({composite}), and alone names no row' if composite else ''
 
     def _options_source(self, params: Mapping[str, Any], field: str) -> OptionsSource | None:
         action_name = params.get('action')
@@ -284,7 +292,9 @@ class Dispatcher:
         query = parse_query({'limit': params.get('limit', 20), 'offset': params.get('offset')})
         table = collection.table
         order = list(table.primary_key.columns)
-        statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
+        # FROM the model: an ORM statement, which the app's session filters (soft delete…) apply to.
+        statement = (sa.select(table).select_from(collection.model)
+                     .order_by(*order).limit(query.limit + 1).offset(query.offset))
         with self.sessions() as session:
             rows = session.execute(statement).mappings().all()
         # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.

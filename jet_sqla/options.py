@@ -33,6 +33,7 @@ __all__ = [
     'OptionsQuery',
     'OptionsSource',
     'column_options',
+    'composite_foreign_key',
     'humanize',
     'stable_color',
 ]
@@ -282,6 +283,16 @@ def column_options(catalog: Catalog, collection: Collection, column: sa.Column[A
         related = catalog.for_table(referenced.table)
         if related is not None and len(column.foreign_keys) == 1:
             return ForeignKeyOptions(related, referenced)
+    return None
+
+
+def composite_foreign_key(collection: Collection, field: str) -> str | None:
+    """The columns of the composite foreign key ``field`` belongs to (``'a, b'``), or ``None``."""
+    column = collection.column_named(field)
+    for foreign_key in column.foreign_keys if column is not None else ():
+        constraint = foreign_key.constraint
+        if constraint is not None and len(constraint.columns) > 1:
+            return ', '.join(collection.attribute_name(each) for each in constraint.columns)
     return None
 
 

@@ -225,6 +225,7 @@ class TestForeignKeys:
             response = client.message('get_field_options', {'model': 'map_boxes', 'field': field})
             assert response.status_code == 404, response.text
             assert field in response.json['description']
+            assert 'composite foreign key (shelf_room, shelf_position)' in response.json['description']
 
     def test_after_is_parsed_with_the_referenced_columns_type(self, bridge: Bridge) -> None:
         client = Client(bridge)

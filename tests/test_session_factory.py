@@ -162,11 +162,21 @@ def test_option_queries_hide_soft_deleted_rows(engine: sa.Engine) -> None:
     assert [option['value'] for option in enum_options.json] == ['LEAD', 'CUSTOMER']
 
 
+def test_the_console_listing_hides_soft_deleted_rows(engine: sa.Engine) -> None:
+    bridge, client = build(make_session_factory(engine), console=True)
+    listed = client.message('list_records', {'model': 'sf_contacts'})
+    assert listed.status_code == 200, listed.text
+    assert [record['name'] for record in listed.json['records']] == ['Ada']
+
+
 def test_without_the_factory_soft_deleted_rows_show(engine: sa.Engine) -> None:
     """The check above can fail: jet_sqla's private sessions know nothing of the filter."""
     bridge = Bridge(Base, engine=engine, token=TOKEN)
     options = Client(bridge).message('get_field_options', {'model': 'sf_contacts', 'field': 'company_id'})
     assert [option['value'] for option in options.json] == [1, 2]
+    listed = Client(Bridge(Base, engine=engine, token=TOKEN, console=True)).message(
+        'list_records', {'model': 'sf_contacts'})
+    assert [record['name'] for record in listed.json['records']] == ['Ada', 'Bob']
 
 
 def test_a_failed_run_is_rolled_back_by_jet_sqla(engine: sa.Engine) -> None:
