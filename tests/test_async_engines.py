@@ -186,3 +186,10 @@ def test_an_async_def_action_is_refused_at_declaration() -> None:
         @bridge.action(model=Task, for_instance=True)
         async def finish_later(task: Task) -> None: ...
     assert len(bridge.actions) == 0
+
+
+def test_an_async_sessionmaker_is_refused_pointing_to_engine(tmp_path: Any) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+    engine = create_async_engine(f'sqlite+aiosqlite:///{tmp_path / "x.db"}')
+    with pytest.raises(TypeError, match='must return a sqlalchemy.orm.Session, not AsyncSession'):
+        Bridge(Base, session_factory=async_sessionmaker(engine), token=TOKEN)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -102,8 +103,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """The app factory: ``db`` and the bridge join the app here."""
     app = Flask(__name__)
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=os.environ.get('LIBRARY_DATABASE_URL', 'sqlite:///library.db'),
-        SQLALCHEMY_BINDS={'archive': os.environ.get('LIBRARY_ARCHIVE_URL', 'sqlite:///library-archive.db')},
+        # In the current directory (Flask-SQLAlchemy would put relative SQLite paths in the instance folder).
+        SQLALCHEMY_DATABASE_URI=os.environ.get('LIBRARY_DATABASE_URL', f'sqlite:///{Path.cwd() / "library.db"}'),
+        SQLALCHEMY_BINDS={'archive': os.environ.get('LIBRARY_ARCHIVE_URL',
+                                                    f'sqlite:///{Path.cwd() / "library-archive.db"}')},
         LIBRARY_NAME='City library',
     )
     app.config.update(config or {})
