@@ -19,6 +19,7 @@ from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
+from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
@@ -104,7 +105,6 @@ class Bridge:
     ) -> None:
         sync_engine: sa.Engine | None = None
         if engine is not None:
-            from .integrations.async_engines import is_async_engine, sync_engine_for
             # Actions are plain functions in a thread: an async engine is answered with a sync one.
             sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine  # type: ignore[assignment]
         elif session_factory is not None:
@@ -185,7 +185,6 @@ class Bridge:
             schemas: The schemas to reflect; ``None`` is the default schema.
             **kwargs: As for :class:`Bridge`.
         """
-        from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
         engine: sa.Engine
         if isinstance(database_url, str):
             engine = sa.create_engine(sync_url(database_url), pool_pre_ping=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.automap import automap_base
@@ -22,9 +22,9 @@ __all__ = ['Target', 'TargetItem', 'is_association_table', 'mappers_of', 'unserv
 log = logging.getLogger('jet_sqla.catalog')
 
 #: One thing that maps models: a class carrying a registry, a registry, or a MetaData.
-TargetItem = Union[type[Any], registry, sa.MetaData]
+TargetItem = type[Any] | registry | sa.MetaData
 #: A target, or a list of targets served together.
-Target = Union[TargetItem, Sequence[TargetItem]]
+Target = TargetItem | Sequence[TargetItem]
 
 #: Where classes keep their registry: declarative bases and db.Model, then SQLModel.
 _REGISTRY_ATTRIBUTES = ('registry', '_sa_registry')

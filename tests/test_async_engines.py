@@ -123,14 +123,14 @@ def test_an_async_engine_gets_a_sync_engine_on_the_same_database(
 
 
 def test_a_refused_action_rolls_back(async_engine: AsyncEngine) -> None:
-    bridge, client = build(async_engine)
+    _, client = build(async_engine)
     result = client.execute('finish', 'async_tasks', ids=[1, 2])
     assert result.status_code == 400, result.text
     assert read(async_engine)[1][0] is False
 
 
 def test_enum_and_foreign_key_options_and_params(async_engine: AsyncEngine) -> None:
-    bridge, client = build(async_engine)
+    _, client = build(async_engine)
     levels = client.message('get_field_options', {'model': 'async_tasks', 'field': 'level'}).json
     assert [option['value'] for option in levels] == ['LOW', 'HIGH']
     projects = client.message('get_field_options', {'model': 'async_tasks', 'field': 'project_id'}).json

@@ -21,7 +21,14 @@ from jet_sqla import Bridge
 from jet_sqla.catalog import UINT64_MAX
 from jet_sqla.fields import Field
 
-from .conftest import MARIADB_URL, POSTGRES_URL, TOKEN, Client, database_url, private_database
+from .conftest import (
+    MARIADB_URL,
+    POSTGRES_URL,
+    TOKEN,
+    Client,
+    database_url,
+    private_database,
+)
 
 
 class Base(DeclarativeBase):

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    sessionmaker,
+)
 
 from jet_sqla import ActionContext, ActionError, Bridge
 
@@ -69,7 +76,7 @@ def make_session_factory(engine: sa.Engine, class_: type[Session] = Session) -> 
     def stamp(session: Session, context: Any, instances: Any) -> None:
         for instance in session.dirty | session.new:
             if isinstance(instance, Contact):
-                instance.updated_at = datetime.now(timezone.utc)
+                instance.updated_at = datetime.now(UTC)
 
     return factory
 
@@ -133,7 +140,7 @@ def test_actions_run_in_the_factorys_sessions_with_its_hooks(engine: sa.Engine) 
 
 
 def test_a_soft_deleted_id_is_missing(engine: sa.Engine) -> None:
-    bridge, client = build(make_session_factory(engine))
+    _, client = build(make_session_factory(engine))
     result = client.execute('promote', 'sf_contacts', ids=[1, 2])
     assert result.status_code == 404, result.text
     assert result.json['missing_ids'] == [2]
@@ -142,7 +149,7 @@ def test_a_soft_deleted_id_is_missing(engine: sa.Engine) -> None:
 
 
 def test_a_soft_deleted_foreign_key_param_is_missing_and_filters_apply_inside(engine: sa.Engine) -> None:
-    bridge, client = build(make_session_factory(engine))
+    _, client = build(make_session_factory(engine))
     refused = client.execute('move', contact=1, company=2)
     assert refused.status_code == 400, refused.text
     assert 'company' in refused.text
@@ -152,7 +159,7 @@ def test_a_soft_deleted_foreign_key_param_is_missing_and_filters_apply_inside(en
 
 
 def test_option_queries_hide_soft_deleted_rows(engine: sa.Engine) -> None:
-    bridge, client = build(make_session_factory(engine))
+    _, client = build(make_session_factory(engine))
     options = client.message('get_field_options', {'model': 'sf_contacts', 'field': 'company_id'})
     assert options.status_code == 200, options.text
     assert [option['value'] for option in options.json] == [1]
@@ -163,7 +170,7 @@ def test_option_queries_hide_soft_deleted_rows(engine: sa.Engine) -> None:
 
 
 def test_the_console_listing_hides_soft_deleted_rows(engine: sa.Engine) -> None:
-    bridge, client = build(make_session_factory(engine), console=True)
+    _, client = build(make_session_factory(engine), console=True)
     listed = client.message('list_records', {'model': 'sf_contacts'})
     assert listed.status_code == 200, listed.text
     assert [record['name'] for record in listed.json['records']] == ['Ada']
@@ -180,7 +187,7 @@ def test_without_the_factory_soft_deleted_rows_show(engine: sa.Engine) -> None:
 
 
 def test_a_failed_run_is_rolled_back_by_jet_sqla(engine: sa.Engine) -> None:
-    bridge, client = build(make_session_factory(engine))
+    _, client = build(make_session_factory(engine))
     result = client.execute('promote_then_fail', 'sf_contacts', ids=[1])
     assert result.status_code == 400, result.text
     assert 'changed my mind' in result.text
@@ -195,7 +202,7 @@ def test_any_zero_argument_callable_returning_a_session(engine: sa.Engine) -> No
         calls.append(1)
         return factory()
 
-    bridge, client = build(open_session)
+    _, client = build(open_session)
     result = client.execute('promote', 'sf_contacts', ids=[1])
     assert result.status_code == 200, result.text
     assert calls  # the callable made the run's session

@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
+from jet_sqla.examples.fastapi_heroes.app import Hero, Power, Team, create_app
 from sqlmodel import Session, SQLModel, select
 from starlette.testclient import TestClient
 
 from jet_sqla import Bridge
-from jet_sqla.examples.fastapi_heroes.app import Hero, Power, Team, create_app
 
 from .conftest import AUTH, TOKEN, database_url
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def lend(books: list[Book], borrower: str) -> dict[str, Any]:
         raise ActionError(f'Already on loan: {", ".join(taken)}')
     for book in books:
         book.on_loan = True
-        db.session.add(LoanRecord(book_id=book.id, borrower=borrower, lent_at=datetime.now(timezone.utc)))
+        db.session.add(LoanRecord(book_id=book.id, borrower=borrower, lent_at=datetime.now(UTC)))
     return {'lent': len(books), 'library': current_app.config['LIBRARY_NAME']}
 
 

@@ -103,7 +103,9 @@ def _import_target(target: str) -> tuple[ModuleType, str, Any]:
 
 def _is_asgi(value: Any) -> bool:
     """An ASGI app: ``async def app(scope, receive, send)``, or an object whose ``__call__`` is one."""
-    call = value if inspect.isfunction(value) else getattr(type(value), '__call__', None)
+    if not callable(value):
+        return False
+    call = value if inspect.isroutine(value) else type(value).__call__
     return inspect.iscoroutinefunction(call) and len(inspect.signature(value).parameters) == 3
 
 
