@@ -340,6 +340,7 @@ class Bridge:
                 strips the bridge's prefix before it (Flask, Starlette mounts).
         """
         self._require_database()
+        self.catalog.refresh()  # classes mapped after the bridge was built (a Flask app's models module)
         if self.audit is not None:
             self.audit.check_ready()
         if self.authenticator.insecure:

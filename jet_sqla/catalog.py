@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapper, Session
 
 from .coerce import Coercer, coerce_int, coercer_for_python_type
 from .errors import InvalidParams, NotFound, RecordsNotFound
-from .mapped import Target, mappers_of
+from .mapped import Target, registries_of
 
 __all__ = [
     'CHUNK_SIZE',
@@ -234,33 +234,51 @@ class Catalog:
         labels: Mapping[type[Any] | str, str] | None = None,
         default_schema: str | None = None,
     ) -> None:
-        mappers = mappers_of(target)
+        self._registries = registries_of(target)
         self._by_name: dict[str, Collection] = {}
         self._by_model: dict[type[Any], Collection] = {}
-        name_for: Callable[[Mapper[Any]], str] = collection_name or (
+        self._seen: set[Mapper[Any]] = set()
+        self._name_for: Callable[[Mapper[Any]], str] = collection_name or (
             lambda mapper: default_collection_name(mapper, default_schema)
         )
-        for mapper in mappers:
-            table = mapper.local_table
-            if not isinstance(table, sa.Table) or mapper.single:
-                continue  # single-table inheritance shares its parent's collection
-            name = name_for(mapper)
-            if name in self._by_name:
-                raise ValueError(
-                    f'two models are named collection {name!r}: '
-                    f'{self._by_name[name].model.__name__} and {mapper.class_.__name__}; '
-                    'pass collection_name= to tell them apart'
-                )
-            collection = Collection(name, mapper, label_column_for(table))
-            self._by_name[name] = collection
-            self._by_model[mapper.class_] = collection
         self._narrowed: dict[type[Any], Collection] = {}
+        self.refresh()
         for key, column_name in (labels or {}).items():
             collection = self.get(key)
             label = collection.column_named(column_name)
             if label is None:
                 raise ValueError(f'label column {column_name!r} is not a column of {collection.name!r}')
             collection.label = label
+
+    def refresh(self) -> None:
+        """Serve the classes mapped since the catalog was built, as well as the ones it has.
+
+        A bridge built from ``db.Model`` in an app's extensions module exists
+        before the models module is imported; their classes join it here.
+
+        Raises:
+            ValueError: two models would get the same collection name.
+        """
+        for found in self._registries:
+            for mapper in list(found.mappers):
+                if mapper not in self._seen:
+                    self._seen.add(mapper)
+                    self._add(mapper)
+
+    def _add(self, mapper: Mapper[Any]) -> None:
+        table = mapper.local_table
+        if not isinstance(table, sa.Table) or mapper.single:
+            return  # single-table inheritance shares its parent's collection
+        name = self._name_for(mapper)
+        if name in self._by_name:
+            raise ValueError(
+                f'two models are named collection {name!r}: '
+                f'{self._by_name[name].model.__name__} and {mapper.class_.__name__}; '
+                'pass collection_name= to tell them apart'
+            )
+        collection = Collection(name, mapper, label_column_for(table))
+        self._by_name[name] = collection
+        self._by_model[mapper.class_] = collection
 
     def __iter__(self) -> Iterator[Collection]:
         return iter(self._by_name.values())
@@ -271,7 +289,10 @@ class Catalog:
     def __contains__(self, key: object) -> bool:
         if key in self._by_name or key in self._by_model:
             return True
-        return isinstance(key, type) and (key in self._narrowed or self._narrow(key) is not None)
+        if not isinstance(key, type):
+            return False
+        return key in self._narrowed or self._narrow(key) is not None or (
+            self._newly_mapped(key) and (key in self._by_model or self._narrow(key) is not None))
 
     def get(self, key: type[Any] | str) -> Collection:
         """The collection of a model class or a collection name.
@@ -281,14 +302,29 @@ class Catalog:
         """
         if isinstance(key, str):
             collection = self._by_name.get(key)
+            if collection is None:  # a class mapped since (declarations only: requests check `in` first)
+                self.refresh()
+                collection = self._by_name.get(key)
         else:
             collection = self._by_model.get(key)
             if collection is None and isinstance(key, type):
                 collection = self._narrowed.get(key) or self._narrow(key)
+                if collection is None and self._newly_mapped(key):
+                    collection = self._by_model.get(key) or self._narrow(key)
         if collection is None:
             shown = key if isinstance(key, str) else getattr(key, '__name__', repr(key))
             raise NotFound(f'Unknown collection {shown!r}')
         return collection
+
+    def _newly_mapped(self, model: type[Any]) -> bool:
+        """Whether ``model`` is a class mapped since the last refresh (then it is served now)."""
+        mapper = sa.inspect(model, raiseerr=False)
+        if not isinstance(mapper, Mapper) or mapper in self._seen:
+            return False
+        if not any(mapper in found.mappers for found in self._registries):
+            return False
+        self.refresh()
+        return True
 
     def _narrow(self, model: type[Any]) -> Collection | None:
         """A class served through another's collection: a single-table subclass, or the user's own

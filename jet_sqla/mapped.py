@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.automap import automap_base
 from sqlalchemy.orm import Mapper, registry
 
-__all__ = ['Target', 'TargetItem', 'is_association_table', 'mappers_of', 'unserved_tables']
+__all__ = ['Target', 'TargetItem', 'is_association_table', 'mappers_of', 'registries_of', 'unserved_tables']
 
 log = logging.getLogger('jet_sqla.catalog')
 
@@ -36,12 +36,26 @@ def mappers_of(target: Target) -> list[Mapper[Any]]:
     Raises:
         TypeError: ``target`` (or an item of it) maps nothing.
     """
+    found: dict[Mapper[Any], None] = {}
+    for each in registries_of(target):
+        found.update(dict.fromkeys(each.mappers))
+    return list(found)
+
+
+def registries_of(target: Target) -> list[registry]:
+    """The registries behind ``target``, each once; a ``MetaData`` is automapped into one of its own.
+
+    Tables that cannot be served are named here, once.
+
+    Raises:
+        TypeError: ``target`` (or an item of it) maps nothing.
+    """
     items: Sequence[Any] = target if isinstance(target, (list, tuple)) else [target]
     if not items:
         raise TypeError('jet_sqla needs at least one target; got an empty list')
-    found: dict[Mapper[Any], None] = {}
+    found: dict[registry, None] = {}
     for item in items:
-        found.update(dict.fromkeys(_mappers_of_one(item)))
+        found[_registry_of_one(item)] = None
     return list(found)
 
 
@@ -57,7 +71,7 @@ def registry_of(item: Any) -> registry | None:
     return None
 
 
-def _mappers_of_one(item: Any) -> list[Mapper[Any]]:
+def _registry_of_one(item: Any) -> registry:
     if isinstance(item, sa.MetaData):
         return _automap(item)
     found = registry_of(item)
@@ -66,21 +80,20 @@ def _mappers_of_one(item: Any) -> list[Mapper[Any]]:
             'jet_sqla needs a DeclarativeBase subclass, a class carrying a registry (SQLModel, db.Model), '
             f'a sqlalchemy.orm.registry, a MetaData, or a list of them; not {item!r}'
         )
-    mappers = list(found.mappers)
     metadata = getattr(item, 'metadata', None)
     if isinstance(metadata, sa.MetaData):
-        _warn_unserved(metadata, {mapper.local_table for mapper in mappers})
-    return mappers
+        _warn_unserved(metadata, {mapper.local_table for mapper in found.mappers})
+    return found
 
 
-def _automap(metadata: sa.MetaData) -> list[Mapper[Any]]:
+def _automap(metadata: sa.MetaData) -> registry:
     base = automap_base(metadata=metadata)
     # Columns are all jet_sqla needs; generated relationships can clash on real schemas.
     # Class names carry the schema, so same-named tables of two schemas stay apart.
     base.prepare(generate_relationship=_no_relationship, classname_for_table=_class_name)
-    mappers = list(base.registry.mappers)
-    _warn_unserved(metadata, {mapper.local_table for mapper in mappers})
-    return mappers
+    automapped: registry = base.registry
+    _warn_unserved(metadata, {mapper.local_table for mapper in automapped.mappers})
+    return automapped
 
 
 def _class_name(base: Any, tablename: str, table: sa.Table) -> str:

@@ -96,3 +96,12 @@ def test_actions_accepts_an_async_postgresql_url_and_schemas() -> None:
         with engine.begin() as connection:
             connection.execute(sa.text('DROP SCHEMA ledger CASCADE'))
         engine.dispose()
+
+
+def test_a_flask_app_instance_is_served_not_called() -> None:
+    from jet_sqla.cli import load_target
+
+    from .apps import flask_target
+    loaded = load_target('tests.apps.flask_target:app')
+    assert loaded.app is flask_target.app  # used to be called as if it were a factory
+    assert loaded.bridges == [flask_target.bridge]

@@ -17,7 +17,7 @@ from typing import Any
 import flask
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .conftest import AUTH, TOKEN, database_url
 
@@ -36,6 +36,30 @@ def import_example() -> ModuleType:
 
 
 library = import_example()
+
+
+class Crate(library.db.Model):  # type: ignore[name-defined,misc]
+    """Test-only models on the 'archive' bind: id loading and options must use that database."""
+
+    __bind_key__ = 'archive'
+    __tablename__ = 'archive_crates'
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+
+
+class Parcel(library.db.Model):  # type: ignore[name-defined,misc]
+    __bind_key__ = 'archive'
+    __tablename__ = 'archive_parcels'
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crate_id: Mapped[int] = mapped_column(sa.ForeignKey('archive_crates.id'))
+    genre: Mapped[library.Genre] = mapped_column(sa.Enum(library.Genre, name='parcel_genre'))  # type: ignore[name-defined]
+
+
+@library.bridge.action(model=Parcel, for_instance=True, bulk=True)
+def move_parcels(parcels: list[Parcel], crate: Crate) -> dict[str, int]:
+    for parcel in parcels:
+        parcel.crate_id = crate.id
+    return {'moved': len(parcels)}
 
 
 @library.bridge.action()
@@ -138,6 +162,22 @@ def test_enum_and_foreign_key_options(app: flask.Flask) -> None:
     assert [option['value'] for option in genre_param['params']['options']] == ['novel', 'poetry', 'essay']
     param = message(app, 'get_field_options', {'action': 'add_book', 'field': 'author', 'q': 'bor'})
     assert [option['name'] for option in param.get_json()] == ['Borges']
+
+
+def test_a_bind_key_model_is_loaded_and_listed_from_its_own_database(app: flask.Flask) -> None:
+    with app.app_context():
+        library.db.session.add_all([Crate(id=1, name='Red'), Crate(id=2, name='Blue')])
+        library.db.session.add(Parcel(id=1, crate_id=1, genre=library.Genre.POETRY))
+        library.db.session.commit()
+    crates = message(app, 'get_field_options', {'model': 'archive_parcels', 'field': 'crate_id'})
+    assert crates.status_code == 200, crates.get_data(as_text=True)
+    assert [(o['value'], o['name']) for o in crates.get_json()] == [(1, 'Red'), (2, 'Blue')]
+    genres = message(app, 'get_field_options', {'model': 'archive_parcels', 'field': 'genre'})
+    assert [o['value'] for o in genres.get_json()] == ['NOVEL', 'POETRY', 'ESSAY']
+    moved = message(app, 'execute_action', {'name': 'move_parcels', 'model': 'archive_parcels',
+                                            'params': {'ids': [1], 'crate': 2}})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert rows(app, sa.select(Parcel.crate_id)) == [(2,)]
 
 
 def test_bridge_execute_outside_a_request_also_runs_in_the_app_context(app: flask.Flask) -> None:
