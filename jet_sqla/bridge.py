@@ -23,6 +23,7 @@ from .integrations.async_engines import is_async_engine, sync_engine_for, sync_u
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
+from .permissions import JetPermissions
 from .sessions import SessionFactory, database_of, engines_of
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class Bridge:
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
         default_schema: The schema whose tables get unprefixed names.
+        jet_permissions: Apply the permissions Jet Admin puts in a JWT's
+            project grant: a JWT user runs an action on a collection only as its
+            owner, in its super group, or with ``w`` on that collection.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -102,6 +106,7 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        jet_permissions: bool = False,
     ) -> None:
         sync_engine: sa.Engine | None = None
         if engine is not None:
@@ -132,6 +137,9 @@ class Bridge:
         self.options = FieldOptions(self.catalog)
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
+        if jet_permissions and not self.authenticator.accepts_jwt:
+            raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
+        self._permissions = JetPermissions() if jet_permissions else None
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -160,7 +168,7 @@ class Bridge:
         )
         self.audit = AuditLog(engine) if self._audit_wanted else None
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
-                                 max_ids=self._max_ids, retries=self._retries)
+                                 max_ids=self._max_ids, retries=self._retries, permissions=self._permissions)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
                                      self.sessions, self.messages, engine=engine,
                                      listing=self.console)
@@ -221,6 +229,7 @@ class Bridge:
         name: str | None = None,
         label: str | None = None,
         description: str | None = None,
+        icon: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -237,8 +246,9 @@ class Bridge:
             allow: ``allow(actor) -> bool`` decides who may run it.
             timeout: Seconds each statement may take, where the database supports it.
             name: The action's name; the function's name by default.
-            label: What the operator reads.
+            label: What the operator reads; also sent as ``verbose_name``.
             description: Help text; the docstring by default.
+            icon: The name of the Jet Admin icon shown with the action.
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
