@@ -231,8 +231,8 @@ class TestForeignKeys:
         for field in ('shelf_room', 'shelf_position'):
             response = client.message('get_field_options', {'model': 'map_boxes', 'field': field})
             assert response.status_code == 404, response.text
-            assert field in response.json['description']
-            assert 'composite foreign key (shelf_room, shelf_position)' in response.json['description']
+            assert field in response.json['detail']
+            assert 'composite foreign key (shelf_room, shelf_position)' in response.json['detail']
 
     def test_after_is_parsed_with_the_referenced_columns_type(self, bridge: Bridge) -> None:
         client = Client(bridge)
