@@ -41,7 +41,7 @@ def worker(target: str | None, concurrency: int, log_format: str, log_level: str
         os.environ['JET_SQLA_TOKEN'] = secrets.token_urlsafe(24)
     _setup_logging(log_format, log_level)
     loaded = load_target(target, build_app=False)
-    bridges = [bridge for bridge in loaded.bridges if bridge.jobs.broker]
+    bridges = [bridge for bridge in loaded.bridges if getattr(bridge, 'jobs', None) is not None and bridge.jobs.broker]
     if not bridges:
         raise CommandFailed(f'{target} has no broker: pass broker= to its Bridge, or set JET_SQLA_BROKER_URL')
     if len(bridges) > 1:
