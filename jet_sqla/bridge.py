@@ -193,7 +193,8 @@ class Bridge:
                                      self.sessions, self.messages, engine=engine,
                                      listing=self.console)
         #: Background runs: recorded, published, run chunk by chunk, and reported (jet_sqla.jobs).
-        self.jobs = Jobs(engine, self.catalog, self.actions, self.executor, **self._jobs_options)
+        self.jobs = Jobs(engine, self.catalog, self.actions, self.executor, context=self._run_context,
+                         **self._jobs_options)
         self.executor.jobs = self.jobs
         self.dispatcher.add_route(GET_JOB, self.jobs.get_job)
         self.dispatcher.add_route(CANCEL_JOB, self.jobs.cancel_job)
@@ -368,6 +369,10 @@ class Bridge:
     def init_app(self, app: AppT) -> AppT:
         """The Flask-style alias of :meth:`mount`, for app factories."""
         return self.mount(app)
+
+    def _run_context(self) -> Any:
+        """What a background chunk runs inside: the Flask app context once mounted on Flask, else nothing."""
+        return self.app_context() if self.app_context is not None else nullcontext()
 
     def _require_database(self) -> None:
         if getattr(self, 'executor', None) is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -44,10 +45,12 @@ class Jobs:
         broker: A Redis or RabbitMQ URL; ``None`` runs chunks on an embedded thread pool.
         queue: The Celery queue.
         threads: The embedded pool's size.
+        context: Entered around each chunk (a Flask app context, when the bridge is mounted on Flask).
     """
 
     def __init__(self, engine: sa.Engine, catalog: Catalog, actions: ActionRegistry, executor: Executor, *,
-                 broker: str | None = None, queue: str = DEFAULT_QUEUE, threads: int = 2) -> None:
+                 broker: str | None = None, queue: str = DEFAULT_QUEUE, threads: int = 2,
+                 context: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         self.engine = engine
         self.catalog = catalog
         self.actions = actions
@@ -55,6 +58,7 @@ class Jobs:
         self.broker = broker
         self.queue = queue
         self.store = JobStore(engine)
+        self.context = context
         self.runner: Runner
         if broker:
             self.runner = CeleryRunner(self.store, broker, queue, self._make_celery)
@@ -117,6 +121,10 @@ class Jobs:
         Raises:
             DatabaseUnavailable: deliver it again later.
         """
+        with self.context():
+            return self._run_chunk(job_id, seq)
+
+    def _run_chunk(self, job_id: str, seq: int) -> str:
         try:
             job = self._job_row(job_id)
         except sa.exc.SQLAlchemyError as error:
