@@ -153,7 +153,11 @@ def jobs(setup: Setup) -> Iterator[tuple[Setup, Client]]:
     setup.trace.unlink(missing_ok=True)
     for name, process in list(setup.workers.items()):
         assert process.poll() is None, f'worker {name} exited ({process.returncode}):\n{setup.worker_log()}'
-    yield setup, Client(setup.bridge())
+    client = Client(setup.bridge())
+    yield setup, client
+    app = getattr(client.bridge.jobs.runner, '_app', None)
+    if app is not None:
+        app.close()  # its broker connections, opened to publish
 
 
 def _get(client: Client) -> Any:
