@@ -569,3 +569,25 @@ def test_get_job_on_a_database_without_the_job_tables_is_a_404(make_bridge: Call
         result = client.message(message, {'job': 'a' * 32})
         assert result.status_code == 404, result.text
         assert 'no job tables' in result.json['detail']
+
+
+def test_the_core_never_imports_celery() -> None:
+    """Celery is an optional extra: building and serving bridges, with or without a broker, leaves it unimported."""
+    import subprocess
+    import sys
+
+    code = '''
+import sys, sqlalchemy as sa
+import jet_sqla, jet_sqla.cli, jet_sqla.jobs
+from tests.models import Base, Counter
+for broker in (None, 'redis://127.0.0.1:6379/11'):
+    bridge = jet_sqla.Bridge(Base, engine=sa.create_engine('sqlite://'), token='t', broker=broker)
+    bridge.action(model=Counter, for_instance=True, bulk=True, background=True)(lambda counters: None)
+    jet_sqla.migrations.upgrade(bridge.engine)
+    bridge.wsgi_app()
+print(sorted(name for name in ('celery', 'kombu') if name in sys.modules))
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, check=False,
+                            cwd=str(__import__('pathlib').Path(__file__).resolve().parents[1]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
