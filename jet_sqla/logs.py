@@ -127,8 +127,14 @@ def _kv_value(value: Any) -> str:
     return text
 
 
-def logging_config(log_format: str = 'kv', level: str = 'INFO') -> dict[str, Any]:
+def logging_config(log_format: str = 'kv', level: str = 'INFO', access_log: bool = False) -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` dictionary: every record, gunicorn's too, to stderr.
+
+    Args:
+        log_format: One of :data:`FORMATS`.
+        level: The lowest level written.
+        access_log: Also write gunicorn's line per request (at info, so only when
+            ``level`` lets info through). Off by default: see README, "Access lines".
 
     Raises:
         ValueError: ``log_format`` is not one of :data:`FORMATS`.
@@ -147,13 +153,15 @@ def logging_config(log_format: str = 'kv', level: str = 'INFO') -> dict[str, Any
         'loggers': {
             # gunicorn's loggers hand their records to the root's handler, instead of printing their own format.
             'gunicorn.error': {'level': level.upper(), 'handlers': [], 'propagate': True},
-            'gunicorn.access': {'level': 'INFO', 'handlers': [], 'propagate': True},
+            # PERF: off unless asked for; they cost more per request than all of jet_sqla's own work.
+            'gunicorn.access': {'level': level.upper() if access_log else 'CRITICAL', 'handlers': [],
+                                'propagate': True},
         },
     }
 
 
-def configure(log_format: str = 'kv', level: str = 'INFO') -> dict[str, Any]:
+def configure(log_format: str = 'kv', level: str = 'INFO', access_log: bool = False) -> dict[str, Any]:
     """Install :func:`logging_config` in this process, and return it (gunicorn applies it again in each worker)."""
-    config = logging_config(log_format, level)
+    config = logging_config(log_format, level, access_log)
     logging.config.dictConfig(config)
     return config

@@ -263,7 +263,7 @@ class TestServeProcess:
             session.add(User(id=1, name='Ada'))
         wrong = 'wrong-token-5c1f'
         args = ['serve', 'tests.apps.cli_apps:plain', '--bind', '127.0.0.1:0', '--workers', '2', '--threads', '2',
-                '--token', TOKEN, '--log-format', 'json']
+                '--token', TOKEN, '--log-format', 'json', '--access-log']
         with serving(args, log_path=tmp_path / 'server.log', token=TOKEN, env={'JET_SQLA_DATABASE_URL': url}) as server:
             assert server.request('GET', '/api/health') == (200, {'status': 'ok'})
             status, body = server.message('get_action_list', token=wrong)
@@ -284,6 +284,26 @@ class TestServeProcess:
         assert {(r['method'], r['path'], r['status']) for r in requests} >= {('POST', '/api/messages/', 401),
                                                                               ('GET', '/api/health', 200)}
         assert TOKEN not in text and wrong not in text
+        engine.dispose()
+
+    def test_by_default_logs_every_action_run_and_failure_but_no_access_line(self, tmp_path: Path) -> None:
+        url = sqlite_url(tmp_path)
+        engine = fresh_engine(url)
+        with Session(engine) as session, session.begin():
+            session.add(User(id=1, name='Ada'))
+        args = ['serve', 'tests.apps.cli_apps:plain', '--bind', '127.0.0.1:0', '--workers', '1', '--threads', '2',
+                '--token', TOKEN, '--log-format', 'json']
+        with serving(args, log_path=tmp_path / 'server.log', token=TOKEN, env={'JET_SQLA_DATABASE_URL': url}) as server:
+            assert server.message('get_action_list')[0] == 200
+            assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}})[0] == 200
+            assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}})[0] == 400
+            assert server.message('get_action_list', token='wrong-token-5c1f')[0] == 401
+            time.sleep(0.3)
+            records = log_lines(server.log())
+        assert [r['outcome'] for r in records if r['msg'] == 'action ran'] == ['success']
+        assert [r['code'] for r in records if r['msg'] == 'action failed'] == ['action_error']
+        assert any(r['msg'].startswith('Booting worker') for r in records)  # gunicorn's own lines still come
+        assert [r for r in records if r['logger'] == 'gunicorn.access'] == []
         engine.dispose()
 
     def test_every_option_from_the_environment(self, tmp_path: Path) -> None:
