@@ -45,7 +45,9 @@ def isolated_process_state() -> Iterator[None]:
         del os.environ[key]
     loggers = [logging.getLogger(), logging.getLogger('gunicorn.error'), logging.getLogger('gunicorn.access')]
     saved_loggers = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    saved_flags = (logging._srcfile, logging.logThreads, logging.logMultiprocessing)
     yield
+    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved_flags
     os.environ.clear()
     os.environ.update(saved_environment)
     for logger, handlers, level, propagate in saved_loggers:
