@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
                     help='a MariaDB server where a private database bench_<pid> is created and dropped')
     db.add_argument('--bulk-databases', type=_databases, default=list(BULK_DATABASES),
                     help='databases of the bulk benchmark (default postgresql,mariadb)')
+    db.add_argument('--bulk-frozen-heap', action='store_true',
+                    help='gc.freeze() the process while timing bulk loads (default: a live heap, as a server has)')
     db.add_argument('--bulk-rows', type=int, default=1_000_000,
                     help='rows of the bulk table (default 1000000; at least twice the largest size)')
     db.add_argument('--bulk-sizes', type=_sizes, default=[1_000, 10_000, 100_000],
@@ -150,7 +152,8 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
         with private_database(args.postgres_url) as engine:
             if 'bulk' in args.only and 'postgresql' in args.bulk_databases:
                 started = time.monotonic()
-                done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats, rows=args.bulk_rows),
+                done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats, rows=args.bulk_rows,
+                                      frozen=args.bulk_frozen_heap),
                      started)
             if 'fk' in args.only:
                 started = time.monotonic()
@@ -158,7 +161,8 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
     if 'bulk' in args.only and 'mariadb' in args.bulk_databases:
         with private_database(args.mariadb_url) as engine:
             started = time.monotonic()
-            done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats, rows=args.bulk_rows), started)
+            done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats, rows=args.bulk_rows,
+                                      frozen=args.bulk_frozen_heap), started)
     return sections
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import random
+from contextlib import nullcontext
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -197,8 +198,14 @@ def _variants(engine: sa.Engine, bridge: Bridge, http: testing.TestClient,
     return variants
 
 
-def run(engine: sa.Engine, sizes: Sequence[int], *, repeats: int, rows: int) -> Section:
-    """Time every variant at every size, in turns; count jet_sqla's statements; measure peak memory."""
+def run(engine: sa.Engine, sizes: Sequence[int], *, repeats: int, rows: int, frozen: bool = False) -> Section:
+    """Time every variant at every size, in turns; count jet_sqla's statements; measure peak memory.
+
+    Args:
+        frozen: Freeze the process's objects out of the collector's way while timing
+            (``gc.freeze()``). Off by default: a server's heap is not frozen, and the
+            collector walking it during a load is part of what a load costs there.
+    """
     rows = max(rows, 2 * max(sizes))
     populate(engine, rows)
     bridge = make_bridge(engine)
@@ -209,7 +216,7 @@ def run(engine: sa.Engine, sizes: Sequence[int], *, repeats: int, rows: int) -> 
         f'Bulk resolution on {database}: a do-nothing bulk action vs the best ORM load by hand',
         ['ids', 'variant', 'median time', '/ best hand', 'statements', 'peak memory (tracemalloc)'],
     )
-    with frozen_heap():
+    with frozen_heap() if frozen else nullcontext():
         for size in sizes:
             ids = random.Random(size).sample(range(1, rows + 1), size)  # request order is random
             variants = _variants(engine, bridge, http, ids)
@@ -244,6 +251,9 @@ def run(engine: sa.Engine, sizes: Sequence[int], *, repeats: int, rows: int) -> 
     result.notes.append(f'{rows:,}-row table; ids drawn at random, in random order; '
                         f'{max(1, repeats)} alternating timed runs per variant (up to 6x more for small n); '
                         '"/ best hand": median over rounds of the time / the fastest hand-written load of that round')
+    result.notes.append('heap frozen (gc.freeze()) while timing' if frozen else
+                        "the process's heap is live (not frozen), as a server's is: the collector's walks over it "
+                        'during a load are part of the load')
     result.notes.append('peak memory: tracemalloc, in separate untimed runs of jet_sqla and of the fastest '
                         'hand-written load (tracemalloc slows Python down)')
     return result

@@ -36,6 +36,7 @@ from .errors import (
 )
 from .fields import field_for_column_type
 from .options import FieldOptions, OptionsSource, parse_query
+from .reads import read_connection
 
 __all__ = [
     'EXECUTE_ACTION',
@@ -242,7 +243,8 @@ class Dispatcher:
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
-            with self.engine.connect() as connection:
+            # Nor a transaction: see reads.py.
+            with read_connection(self.engine) as connection:
                 options = source.options(connection, query)
         else:
             options = source.options(None, query)
@@ -282,8 +284,8 @@ class Dispatcher:
         table = collection.table
         order = list(table.primary_key.columns)
         statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
-        with self.sessions() as session:
-            rows = session.execute(statement).mappings().all()
+        with read_connection(self.engine) as connection:
+            rows = connection.execute(statement).mappings().all()
         records = [{key: _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({
             'pk': collection.pk.key if collection.pk is not None else None,
