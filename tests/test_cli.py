@@ -224,6 +224,29 @@ class TestActionsCommand:
         assert all((line in lines) is (dialect != 'sqlite') for line in enums), result.stdout
 
 
+    def test_points_out_a_large_table_without_a_trigram_index_on_its_label(self, tmp_path: Path) -> None:
+        url = database_url('postgresql', tmp_path)
+        engine = fresh_engine(url)
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO users (id, name, tier, status) SELECT g, 'user ' || g, "
+                                       "'BRONZE', 'done' FROM generate_series(1, 100000) AS g"))
+            connection.execute(sa.text('ANALYZE users'))
+        lines = invoke('actions', url).stdout.splitlines()
+        statement = ('CREATE EXTENSION IF NOT EXISTS pg_trgm; '
+                     'CREATE INDEX CONCURRENTLY users_name_trgm ON users USING gin (name gin_trgm_ops);')
+        hint = [line for line in lines if line.startswith('  users: about ')]  # the planner's estimate of 100,000
+        assert len(hint) == 1 and hint[0].endswith(' rows and no trigram index on name, so q searches of its '
+                                                   'options read the table. Create one:'), lines
+        assert f'      {statement}' in lines
+        assert not any(line.startswith(('  tags:', '  documents:')) for line in lines)  # small tables
+        with engine.connect().execution_options(isolation_level='AUTOCOMMIT') as connection:
+            for part in statement.split('; '):
+                connection.execute(sa.text(part))
+        again = invoke('actions', url).stdout
+        assert 'Search indexes' not in again and 'trigram' not in again
+        engine.dispose()
+
+
 class TestDbCommand:
     def test_upgrade_current_downgrade(self, db_url: str) -> None:
         engine = fresh_engine(db_url)

@@ -24,6 +24,7 @@ from ..bridge import Bridge
 from ..declaration import Action
 from ..messages import GET_ACTION_LIST
 from ..options import EnumOptions, ForeignKeyOptions, OptionsSource
+from ..search_indexes import missing_search_indexes
 from .failures import CommandFailed, guarded, show_tracebacks
 from .serving import SERVE_DEFAULTS, serve_app
 from .targets import authentication_configured, load_target, make_engine, safe_url
@@ -184,6 +185,7 @@ def describe_bridge(bridge: Bridge, title: str) -> Iterator[str]:
             source = bridge.options.for_column(collection, column.key)
             if source is not None:
                 yield f'    {column.key}: {_describe_source(source)}'
+    yield from _describe_search_indexes(bridge)
     yield ''
     yield 'Actions'
     if not declared:
@@ -196,6 +198,17 @@ def describe_bridge(bridge: Bridge, title: str) -> Iterator[str]:
         for item in extra:
             yield f'  {item.get("name")}  (handler-style)'
     yield ''
+
+
+def _describe_search_indexes(bridge: Bridge) -> Iterator[str]:
+    missing = missing_search_indexes(bridge.engine, bridge.catalog)
+    if missing:
+        yield ''
+        yield 'Search indexes'
+    for table in missing:
+        yield (f'  {table.collection}: about {table.estimated_rows:,} rows and no trigram index on '
+               f'{table.column}, so q searches of its options read the table. Create one:')
+        yield f'      {table.statement}'
 
 
 def _describe_source(source: OptionsSource) -> str:
