@@ -9,6 +9,7 @@ asks for by name.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import inspect
 import re
@@ -78,8 +79,20 @@ class Option:
 
 def stable_color(value: Any) -> str:
     """A color that depends only on ``value``: the same in every process and every run."""
+    try:
+        return _cached_color(value)
+    except TypeError:  # unhashable: computed each time
+        return _color(value)
+
+
+def _color(value: Any) -> str:
     digest = hashlib.blake2b(str(value).encode('utf-8', 'surrogatepass'), digest_size=4).digest()
     return PALETTE[int.from_bytes(digest, 'big') % len(PALETTE)]
+
+
+# PERF: a page of 50 options hashed 50 values on every request, 15% of an options call;
+# the same keys come back page after page. typed: 1 and True (equal, and hashed alike) differ as text.
+_cached_color = functools.lru_cache(maxsize=65_536, typed=True)(_color)
 
 
 _WORD_BREAK = re.compile(r'[_\-\s]+|(?<=[a-z0-9])(?=[A-Z])')
@@ -184,27 +197,42 @@ class ForeignKeyOptions(OptionsSource):
             raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
         self.value_column: sa.Column[Any] = column
         label = related.label
-        # PERF: the statement is built once; a request only binds its limit and offset.
-        self._page = (
+        searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
+        page = (
             sa.select(column, label).order_by(column)
             .limit(sa.bindparam('limit', type_=sa.Integer)).offset(sa.bindparam('offset', type_=sa.Integer))
         )
-        self._searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
+        search = searchable.ilike(sa.bindparam('pattern', type_=sa.String), escape=_ESCAPE)
+        after = column > sa.bindparam('after', type_=column.type)
+        # PERF: the four statements are built once; a request only binds its values, and
+        # SQLAlchemy's compiled cache finds them without building a new statement to key.
+        self._statements = {
+            (False, False): page, (True, False): page.where(search),
+            (False, True): page.where(after), (True, True): page.where(search, after),
+        }
 
     def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         assert session is not None
-        statement = self._page
+        values: dict[str, Any] = {'limit': query.limit, 'offset': query.offset}
         if query.q:
-            statement = statement.where(self._searchable.icontains(query.q, autoescape=True))
+            values['pattern'] = f'%{_escape_like(query.q)}%'
         if query.after is not None:
             try:
-                after = self.related.coerce_id(query.after)
+                values['after'] = self.related.coerce_id(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
-            statement = statement.where(self.value_column > after)
+        statement = self._statements[bool(query.q), query.after is not None]
         # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
-        rows = session.execute(statement, {'limit': query.limit, 'offset': query.offset}).all()
+        rows = session.execute(statement, values).all()
         return [Option(value, str(label) if label is not None else str(value)) for value, label in rows]
+
+
+_ESCAPE = '/'
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern: its wildcards and the escape character escaped."""
+    return text.replace(_ESCAPE, _ESCAPE * 2).replace('%', _ESCAPE + '%').replace('_', _ESCAPE + '_')
 
 
 #: The arguments a custom options function may ask for, by name.
