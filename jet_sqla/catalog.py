@@ -277,17 +277,23 @@ class Catalog:
         Raises:
             RecordsNotFound: the first collection with missing ids, listing them all.
         """
-        wanted: dict[str, tuple[Collection, dict[Any, None]]] = {}
-        for collection, ids in requests:
-            entry = wanted.setdefault(collection.name, (collection, {}))
-            entry[1].update(dict.fromkeys(ids))
-        total = sum(len(merged) for _, merged in wanted.values())
+        wanted: dict[str, tuple[Collection, Sequence[Any]]] = {}
+        if len(requests) == 1:
+            # PERF: the common case, one id list (unique once coerced): no merged copy of it.
+            wanted[requests[0][0].name] = requests[0]
+        else:
+            merged: dict[str, tuple[Collection, dict[Any, None]]] = {}
+            for collection, ids in requests:
+                entry = merged.setdefault(collection.name, (collection, {}))
+                entry[1].update(dict.fromkeys(ids))
+            wanted = {name: (collection, list(keys)) for name, (collection, keys) in merged.items()}
+        total = sum(len(ids) for _, ids in wanted.values())
         # PERF: see loading.paused_gc for why a large load runs without the cyclic collector.
         with loading.paused_gc() if total >= loading.GC_PAUSE_MIN_IDS else nullcontext():
             loaded: dict[str, dict[Any, Any]] = {}
             for name in sorted(wanted):
                 collection, merged_ids = wanted[name]
-                loaded[name] = dict(collection.iter_loaded(session, list(merged_ids), lock=lock))
+                loaded[name] = dict(collection.iter_loaded(session, merged_ids, lock=lock))
             results: list[list[Any]] = []
             for collection, ids in requests:
                 found = loaded[collection.name]

@@ -118,7 +118,7 @@ def iter_by_pk(
     if statement_form(dialect) == 'any':
         # One bound parameter, whatever the number of ids.
         condition = attribute == sa.any_(sa.bindparam('jet_sqla_ids', type_=postgresql.ARRAY(pk.type)))
-        statements = [(condition, {'jet_sqla_ids': list(ordered)})]
+        statements = [(condition, {'jet_sqla_ids': ordered if isinstance(ordered, list) else list(ordered)})]
     else:
         size = chunk_size(dialect)
         statements = [(attribute.in_(ordered[start:start + size]), {}) for start in range(0, len(ordered), size)]
