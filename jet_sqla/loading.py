@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -113,19 +113,40 @@ def iter_by_pk(
     """Yield ``(pk, instance)`` for the rows of ``model`` whose key is in ``ids`` (unique, coerced)."""
     if not ids:
         return
-    attribute = getattr(model, pk_attribute)
     ordered = sorted(ids) if lock else ids
     dialect = session.get_bind(mapper=sa.inspect(model)).dialect
-    if statement_form(dialect) == 'any':
+    form = statement_form(dialect)
+    statement = _statement(model, pk_attribute, pk, form, lock)
+    if form == 'any':
         # One bound parameter, whatever the number of ids.
-        condition = attribute == sa.any_(sa.bindparam('jet_sqla_ids', type_=postgresql.ARRAY(pk.type)))
-        statements = [(condition, {'jet_sqla_ids': ordered if isinstance(ordered, list) else list(ordered)})]
+        batches: Iterable[Sequence[Any]] = [ordered if isinstance(ordered, list) else list(ordered)]
     else:
         size = chunk_size(dialect)
-        statements = [(attribute.in_(ordered[start:start + size]), {}) for start in range(0, len(ordered), size)]
-    for condition, parameters in statements:
-        statement = sa.select(model).where(condition)
-        if lock:
-            statement = statement.order_by(attribute).with_for_update()
-        for instance in session.scalars(statement, parameters):
+        batches = (ordered[start:start + size] for start in range(0, len(ordered), size))
+    for batch in batches:
+        for instance in session.scalars(statement, {'jet_sqla_ids': batch}):
             yield getattr(instance, pk_attribute), instance
+
+
+_statements: dict[tuple[type[Any], str, str, bool], sa.Select[Any]] = {}
+
+
+def _statement(model: type[Any], pk_attribute: str, pk: sa.Column[Any], form: str, lock: bool) -> sa.Select[Any]:
+    """PERF: each model's statement is built once (per form and lock); a load only binds its ids."""
+    key = (model, pk_attribute, form, lock)
+    statement = _statements.get(key)
+    if statement is None:
+        statement = _statements[key] = _build_statement(model, pk_attribute, pk, form, lock)
+    return statement
+
+
+def _build_statement(model: type[Any], pk_attribute: str, pk: sa.Column[Any], form: str, lock: bool) -> sa.Select[Any]:
+    attribute = getattr(model, pk_attribute)
+    if form == 'any':
+        condition = attribute == sa.any_(sa.bindparam('jet_sqla_ids', type_=postgresql.ARRAY(pk.type)))
+    else:
+        condition = attribute.in_(sa.bindparam('jet_sqla_ids', expanding=True))
+    statement = sa.select(model).where(condition)
+    if lock:
+        statement = statement.order_by(attribute).with_for_update()
+    return statement
