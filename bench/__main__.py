@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report import Section
 
-BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk')
+BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all')
 DEFAULT_POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/postgres'
 DEFAULT_MARIADB_URL = 'mysql+pymysql://root@127.0.0.1:3306/mysql'
 BULK_DATABASES = ('postgresql', 'mariadb')
@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument('--slow-seconds', type=float, default=1.0, help='duration of each slow action (default 1)')
     http.add_argument('--starvation-connections', type=int, default=4,
                       help='wrk connections asking get_action_list while slow actions run (default 4)')
-    db = p.add_argument_group('database benchmarks (bulk on PostgreSQL and MariaDB, fk on PostgreSQL)')
+    db = p.add_argument_group('database benchmarks (bulk on PostgreSQL and MariaDB, fk and select_all on PostgreSQL)')
     db.add_argument('--postgres-url', default=os.environ.get('BENCH_POSTGRES_URL', DEFAULT_POSTGRES_URL),
                     help='a server where a private database bench_<pid> is created and dropped')
     db.add_argument('--mariadb-url', default=os.environ.get('BENCH_MARIADB_URL', DEFAULT_MARIADB_URL),
@@ -86,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
                     help='ids per bulk action (default 1000,10000,100000)')
     db.add_argument('--bulk-repeats', type=int, default=3,
                     help='alternating timed runs per variant (default 3; up to 6x more for small sizes)')
+    db.add_argument('--select-all-sizes', type=_sizes, default=[10_000, 100_000],
+                    help='rows of the table a "select all" runs over (default 10000,100000)')
     db.add_argument('--fk-rows', type=int, default=1_000_000, help='rows of the related table (default 1000000)')
     db.add_argument('--fk-search', default='777',
                     help="the search term q of the options benchmark (default 777: its 50th match is about "
@@ -113,7 +115,7 @@ def machine() -> str:
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[Section]:
     """Run the selected benchmarks; ``emit`` each section's table as soon as it is done."""
-    from bench import bulk, fk_options, protocol, server_stack, starvation, versus_reference
+    from bench import bulk, fk_options, protocol, select_all, server_stack, starvation, versus_reference
     from bench.jet_app import prepare_database
     from bench.postgres import private_database
     from bench.serving import RECOMMENDED, LoadSettings, ServerPool
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if name in args.only:
                 started = time.monotonic()
                 done(name, benchmark(), started)
-    if ('bulk' in args.only and 'postgresql' in args.bulk_databases) or 'fk' in args.only:
+    if ('bulk' in args.only and 'postgresql' in args.bulk_databases) or {'fk', 'select_all'} & set(args.only):
         with private_database(args.postgres_url) as engine:
             if 'bulk' in args.only and 'postgresql' in args.bulk_databases:
                 started = time.monotonic()
@@ -158,6 +160,9 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if 'fk' in args.only:
                 started = time.monotonic()
                 done('fk', fk_options.run(engine, args.fk_rows, rounds=args.fk_rounds, search=args.fk_search), started)
+            if 'select_all' in args.only:
+                started = time.monotonic()
+                done('select_all', select_all.run(engine, args.select_all_sizes, repeats=args.bulk_repeats), started)
     if 'bulk' in args.only and 'mariadb' in args.bulk_databases:
         with private_database(args.mariadb_url) as engine:
             started = time.monotonic()

@@ -135,9 +135,10 @@ def database_sections() -> dict[str, Section]:
     """The PostgreSQL benchmarks, run once together (they share their private database), by name."""
     require_server(POSTGRES_URL)
     require_server(MARIADB_URL)
-    sections = run_bench('--only', 'bulk,fk', '--postgres-url', POSTGRES_URL, '--mariadb-url', MARIADB_URL,
+    sections = run_bench('--only', 'bulk,fk,select_all', '--postgres-url', POSTGRES_URL, '--mariadb-url', MARIADB_URL,
                          '--bulk-sizes', '600', '--bulk-rows', '2000',
-                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1')
+                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1',
+                         '--select-all-sizes', '1200')
     return {section.benchmark + (' mariadb' if 'MariaDB' in section.title else ''): section for section in sections}
 
 
@@ -148,6 +149,12 @@ def test_bulk(database_sections: dict[str, Section]) -> None:
     section = assert_measured(database_sections['bulk mariadb'], rows=5)  # no = ANY on MariaDB
     statements = [check.value for check in section.checks if 'statements' in check.name]
     assert statements == [1]  # 600 ids: one IN list
+
+
+def test_select_all(database_sections: dict[str, Section]) -> None:
+    section = assert_measured(database_sections['select_all'], rows=2)
+    statements = [check.value for check in section.checks if 'statements' in check.name]
+    assert statements == [5]  # count(*), the excluded ids' count, and 3 keyset pages of 500
 
 
 def test_fk_options(database_sections: dict[str, Section]) -> None:

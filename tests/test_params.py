@@ -356,11 +356,11 @@ class TestCoerced:
         def count(n: int) -> None:
             seen.append(n)
 
-        caplog.set_level(logging.DEBUG, logger='jet_sqla.params')
+        caplog.set_level(logging.DEBUG, logger='jet_sqla.forms')
         result = client.execute('count', n='3', surprise='x', other=1, ids='')
         assert result.status_code == 200, result.text
         assert seen == [3]
-        (record,) = [r for r in caplog.records if r.name == 'jet_sqla.params']
+        (record,) = [r for r in caplog.records if r.name == 'jet_sqla.forms']
         assert record.levelno == logging.DEBUG
         assert record.getMessage() == 'ignoring unknown form keys: other, surprise'
 
@@ -426,8 +426,10 @@ class TestRejected:
             result = client.execute('typed', **{**VALID_FORM, name: value})
             assert result.status_code == 400, (value, result.text)
             assert result.json == {
-                'title': '400 Bad Request',
-                'description': f'Invalid parameters: {name}: {reason}',
+                'type': 'about:blank',
+                'title': 'Bad Request',
+                'status': 400,
+                'detail': f'Invalid parameters: {name}: {reason}',
                 'code': 'invalid_params',
                 'fields': {name: reason},
             }, value
@@ -461,7 +463,7 @@ class TestRejected:
         assert result.json['code'] == 'invalid_params'
         assert sorted(result.json['fields']) == sorted(bad)
         for name in bad:
-            assert f'{name}: ' in result.json['description']
+            assert f'{name}: ' in result.json['detail']
         assert seen == {}
 
         half = client.execute('typed', **{**VALID_FORM, 'count': 'x', 'tier': None})
