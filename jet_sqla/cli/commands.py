@@ -67,7 +67,7 @@ def serving_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      type=click.Choice(['debug', 'info', 'warning', 'error'], case_sensitive=False),
                      help='Env: JET_SQLA_LOG_LEVEL.'),
         click.option('--access-log/--no-access-log', envvar='JET_SQLA_ACCESS_LOG', default=False, show_default=True,
-                     help='Also log a line per HTTP request (at info; costs about 10%% of throughput). '
+                     help='Also log a line per HTTP request (at info; about a third more CPU per cheap request). '
                           'Action runs and failures are always logged. Env: JET_SQLA_ACCESS_LOG.'),
     ]
     for option in reversed(options):
