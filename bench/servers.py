@@ -27,6 +27,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def group_processes(pgid: int) -> list[list[str]]:
+    """The /proc/<pid>/stat fields (after the command name) of every process in group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name (field 2) may hold spaces: split after its closing parenthesis
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid:  # pgrp
+            found.append(fields)
+    return found
+
+
 @dataclass
 class ServerProcess:
     """A server started in its own process group; ``stop()`` ends the whole group."""
@@ -60,15 +74,7 @@ class ServerProcess:
         Throughput on a shared machine moves with everybody else's load; the CPU a
         server spends per request hardly does, so it is the steadier measure.
         """
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                # the command name (field 2) may hold spaces: split after its closing parenthesis
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # the process ended meanwhile
-            if int(fields[2]) == self.proc.pid:  # pgrp
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        ticks = sum(int(fields[11]) + int(fields[12]) for fields in group_processes(self.proc.pid))  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def _group_alive(self) -> bool:
@@ -246,19 +252,11 @@ def start_gunicorn(
 
 
 def _group_size(server: ServerProcess) -> int:
-    """How many live processes are in the server's process group."""
-    count = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == server.proc.pid and fields[0] != "Z":
-            count += 1
-    return count
+    """How many live (not zombie) processes are in the server's process group."""
+    return sum(1 for fields in group_processes(server.proc.pid) if fields[0] != "Z")
 
 
-def start_jet_sqla_serve(stack: "Any", env: Optional[Mapping[str, str]] = None,
+def start_jet_sqla_serve(stack: Any, env: Optional[Mapping[str, str]] = None,
                          startup_timeout: float = 60.0) -> ServerProcess:
     """Serve the benchmark app with ``jet-sqla serve`` and its defaults (log format and level).
 

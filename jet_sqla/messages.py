@@ -244,7 +244,8 @@ class Dispatcher:
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
-            # Nor a transaction: see reads.py.
+            # Nor a transaction: see reads.py, which also says how a statement timeout fits such reads
+            # (per pooled connection, not SET LOCAL, which needs a transaction).
             with read_connection(self.engine) as connection:
                 options = source.options(connection, query)
         else:
