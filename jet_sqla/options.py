@@ -20,7 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection
+from .catalog import Catalog, Collection, storage_type
+from .coerce import coercer_for_python_type
 from .errors import InvalidParams
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     'OptionsQuery',
     'OptionsSource',
     'column_options',
+    'composite_foreign_key',
     'humanize',
     'stable_color',
 ]
@@ -196,20 +198,29 @@ class ForeignKeyOptions(OptionsSource):
         if column is None:
             raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
         self.value_column: sa.Column[Any] = column
+        # ``after`` is a value of the referenced column, which need not be the primary key.
+        self._coerce_after = related.coerce_id if column is related.pk else _column_coercer(column)
         label = related.label
-        searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
+        # The model's attributes, not the table's columns: an ORM statement, which a session's
+        # do_orm_execute filters (soft delete, tenants) apply to; a plain connection runs it alike.
+        value_attribute = getattr(related.model, related.attribute_name(column))
+        label_attribute = getattr(related.model, related.attribute_name(label))
+        searchable = (label_attribute if isinstance(storage_type(label.type), sa.String)
+                      else sa.cast(label_attribute, sa.String))
         page = (
-            sa.select(column, label).order_by(column)
+            sa.select(value_attribute, label_attribute).order_by(value_attribute)
             .limit(sa.bindparam('limit', type_=sa.Integer)).offset(sa.bindparam('offset', type_=sa.Integer))
         )
         search = searchable.ilike(sa.bindparam('pattern', type_=sa.String), escape=_ESCAPE)
-        after = column > sa.bindparam('after', type_=column.type)
+        after = value_attribute > sa.bindparam('after')  # typed by the attribute it is compared with
         # PERF: the four statements are built once; a request only binds its values, and
         # SQLAlchemy's compiled cache finds them without building a new statement to key.
         self._statements = {
             (False, False): page, (True, False): page.where(search),
             (False, True): page.where(after), (True, True): page.where(search, after),
         }
+        # CHAR pads its values with spaces; a label is read without them.
+        self._trim = isinstance(storage_type(label.type), sa.CHAR)
 
     def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         assert session is not None
@@ -218,13 +229,23 @@ class ForeignKeyOptions(OptionsSource):
             values['pattern'] = f'%{_escape_like(query.q)}%'
         if query.after is not None:
             try:
-                values['after'] = self.related.coerce_id(query.after)
+                values['after'] = self._coerce_after(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
         statement = self._statements[bool(query.q), query.after is not None]
         # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
         rows = session.execute(statement, values).all()
-        return [Option(value, str(label) if label is not None else str(value)) for value, label in rows]
+        trim = self._trim
+        return [Option(value, (str(label).rstrip() if trim else str(label)) if label is not None else str(value))
+                for value, label in rows]
+
+
+def _column_coercer(column: sa.Column[Any]) -> Any:
+    try:
+        python_type = storage_type(column.type).python_type
+    except NotImplementedError:
+        python_type = str
+    return coercer_for_python_type(python_type if isinstance(python_type, type) else str)
 
 
 _ESCAPE = '/'
@@ -280,12 +301,25 @@ def column_options(catalog: Catalog, collection: Collection, column: sa.Column[A
     if isinstance(column.type, sa.Enum):
         return EnumOptions.from_column_type(column.type)
     for foreign_key in column.foreign_keys:
+        if foreign_key.constraint is not None and len(foreign_key.constraint.columns) > 1:
+            # One column of a composite key: its values alone name no row, so it gets no options.
+            return None
         referenced = foreign_key.column
         if not isinstance(referenced.table, sa.Table):
             continue
         related = catalog.for_table(referenced.table)
         if related is not None and len(column.foreign_keys) == 1:
             return ForeignKeyOptions(related, referenced)
+    return None
+
+
+def composite_foreign_key(collection: Collection, field: str) -> str | None:
+    """The columns of the composite foreign key ``field`` belongs to (``'a, b'``), or ``None``."""
+    column = collection.column_named(field)
+    for foreign_key in column.foreign_keys if column is not None else ():
+        constraint = foreign_key.constraint
+        if constraint is not None and len(constraint.columns) > 1:
+            return ', '.join(collection.attribute_name(each) for each in constraint.columns)
     return None
 
 
@@ -358,17 +392,24 @@ class FieldOptions:
         return self._custom.get((kind, owner, field))
 
     def derived(self, collection: Collection) -> dict[str, OptionsSource]:
-        """The options every column of ``collection`` gets with no user code, by column key."""
+        """The options every column of ``collection`` gets with no user code, by attribute name."""
         sources = self._derived.get(collection.name)
         if sources is None:
             sources = {}
             for column in collection.table.columns:
                 source = column_options(self.catalog, collection, column)
                 if source is not None:
-                    sources[column.key] = source
+                    sources[collection.attribute_name(column)] = source
             self._derived[collection.name] = sources
         return sources
 
     def for_column(self, collection: Collection, field: str) -> OptionsSource | None:
-        """The source of a collection field's options, or ``None``."""
-        return self.custom('collection', collection.name, field) or self.derived(collection).get(field)
+        """The source of a collection field's options, or ``None``; ``field`` is an attribute or column name."""
+        custom = self.custom('collection', collection.name, field)
+        if custom is not None:
+            return custom
+        column = collection.column_named(field)
+        if column is None:
+            return None
+        attribute = collection.attribute_name(column)
+        return self.custom('collection', collection.name, attribute) or self.derived(collection).get(attribute)

@@ -1,4 +1,4 @@
-"""Reads that need no transaction: option pages and listings.
+"""Reads that need no transaction: foreign-key option pages.
 
 One ``SELECT`` sees a consistent snapshot by itself; wrapping it in a
 transaction only adds round trips. On PostgreSQL, psycopg would send ``BEGIN``
@@ -34,7 +34,7 @@ _AUTOCOMMIT_READS = frozenset({'postgresql'})
 
 @contextmanager
 def read_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A connection for reads that need no transaction: in autocommit mode where that is free."""
+    """A connection for a read that needs no transaction: in autocommit mode where that is free."""
     with engine.connect() as connection:
         if engine.dialect.name in _AUTOCOMMIT_READS:
             # PERF: no BEGIN before the SELECT, no ROLLBACK after it; reset when the connection closes.
