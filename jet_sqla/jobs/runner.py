@@ -204,10 +204,11 @@ def group_runs(chunks: Sequence[tuple[int, int]], task_records: int, min_tasks: 
     A run holds at most ``ceil(len(chunks) / min_tasks)`` chunks, and stops at the chunk that
     brings it to ``task_records`` records; it always holds at least one chunk.
 
-    Why runs: handing a task from a worker's main process to its pool process, acknowledging it
-    and fetching the next costs tens of milliseconds on a busy machine, as much as running a
-    chunk of 500 records. One task per run pays it once per run instead of once per chunk, while
-    each chunk keeps its own transaction and done mark.
+    Why runs: a task's hand-off (main process to pool process, acknowledgement, next fetch) is
+    paid once per run instead of once per chunk, and a job sends far fewer broker messages,
+    while each chunk keeps its own transaction and done mark. On a loaded 2-core machine this
+    did not measurably change the throughput (BENCHMARKS.md, section 7): there the per-chunk
+    COMMIT and claim dominate. ``JET_SQLA_TASK_RECORDS=1`` gives one task per chunk.
     """
     most = max(1, math.ceil(len(chunks) / max(1, min_tasks)))
     runs: list[list[int]] = []
