@@ -22,7 +22,8 @@ from .options import OptionsSource
 
 __all__ = ['MISSING', 'RESERVED_KEYS', 'Form', 'FormField', 'missing_references']
 
-log = logging.getLogger(__name__)
+# The documented logger of form validation, from before forms.py was split out of params.py.
+log = logging.getLogger('jet_sqla.params')
 
 
 class _Missing:

@@ -32,6 +32,7 @@ __all__ = [
     'OptionsQuery',
     'OptionsSource',
     'column_options',
+    'distinct_colors',
     'humanize',
     'stable_color',
 ]
@@ -80,6 +81,27 @@ def stable_color(value: Any) -> str:
     """A color that depends only on ``value``: the same in every process and every run."""
     digest = hashlib.blake2b(str(value).encode('utf-8', 'surrogatepass'), digest_size=4).digest()
     return PALETTE[int.from_bytes(digest, 'big') % len(PALETTE)]
+
+
+def distinct_colors(keys: Sequence[Any]) -> list[str]:
+    """One color per key, distinct among the keys as long as the palette allows.
+
+    Each key starts from its :func:`stable_color` and moves on to the next free
+    color of the palette on a clash, so a key keeps its color when others are
+    appended after it. Past the palette's length the colors start over, so
+    that each run of ``len(PALETTE)`` keys is distinct.
+    """
+    colors: list[str] = []
+    taken: set[int] = set()
+    for key in keys:
+        if len(taken) == len(PALETTE):
+            taken.clear()
+        index = PALETTE.index(stable_color(key))
+        while index in taken:
+            index = (index + 1) % len(PALETTE)
+        taken.add(index)
+        colors.append(PALETTE[index])
+    return colors
 
 
 _WORD_BREAK = re.compile(r'[_\-\s]+|(?<=[a-z0-9])(?=[A-Z])')
@@ -138,18 +160,29 @@ class EnumOptions(OptionsSource):
 
     @classmethod
     def from_enum_class(cls, enum_class: type[enum.Enum]) -> EnumOptions:
-        """Options for a Python ``Enum`` param: the value is the member's value."""
-        return cls([Option(_wire_value(member), humanize(member.name)) for member in enum_class])
+        """Options for a Python ``Enum`` param: the value is the member's value.
+
+        The label and color of each member are those its Enum column gets
+        (:meth:`from_column_type`); only the value differs, as each side accepts.
+        """
+        members = list(enum_class)
+        return cls.labelled([_wire_value(member) for member in members], [member.name for member in members])
 
     @classmethod
     def from_column_type(cls, column_type: sa.Enum) -> EnumOptions:
         """Options for an Enum column: the value is exactly what the database stores."""
         enum_class = column_type.enum_class
         if enum_class is not None:
-            members = list(enum_class)
-            labels = [humanize(member.name) for member in members]
-            return cls([Option(stored, label) for stored, label in zip(column_type.enums, labels)])
-        return cls([Option(stored, humanize(stored)) for stored in column_type.enums])
+            # .enums lists the stored values in the members' order, names or values_callable's.
+            return cls.labelled(list(column_type.enums), [member.name for member in enum_class])
+        return cls.labelled(list(column_type.enums), list(column_type.enums))
+
+    @classmethod
+    def labelled(cls, values: Sequence[Any], names: Sequence[str]) -> EnumOptions:
+        """One option per value, labelled and colored from its member's name, so that one member
+        reads and looks the same wherever its enum appears."""
+        colors = distinct_colors(names)
+        return cls([Option(value, humanize(name), color) for value, name, color in zip(values, names, colors)])
 
     def static(self) -> list[Option]:
         return list(self._options)
