@@ -23,7 +23,9 @@ from .seed import CITIES, seed
 log = logging.getLogger(__name__)
 
 engine = sa.create_engine(os.environ.get('JET_SQLA_DATABASE_URL', 'sqlite:///shop.db'), pool_pre_ping=True)
-seed(engine)
+if not os.environ.get('JET_SQLA_INSPECTING'):
+    # `jet-sqla actions` only reads: it sets JET_SQLA_INSPECTING, and nothing is created or seeded.
+    seed(engine)
 
 bridge = Bridge(
     Base,
