@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import database, encoding
+from . import database, encoding, listing
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
@@ -34,7 +34,6 @@ from .errors import (
     MessageError,
     NotFound,
 )
-from .fields import field_for_column_type
 from .options import FieldOptions, OptionsSource, parse_query
 
 __all__ = [
@@ -284,12 +283,13 @@ class Dispatcher:
         statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
         with self.sessions() as session:
             rows = session.execute(statement).mappings().all()
+            labels = listing.related_labels(session, collection, self.field_options, rows[: query.limit])
         records = [{key: _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({
             'pk': collection.pk.key if collection.pk is not None else None,
-            'columns': [{'name': column.key, 'field': field_for_column_type(column.type).value}
-                        for column in table.columns],
+            'columns': listing.describe_columns(collection, self.field_options),
             'records': records,
+            'labels': labels,
             'has_more': len(rows) > query.limit,
         })
 
