@@ -22,8 +22,7 @@ from .options import OptionsSource
 
 __all__ = ['MISSING', 'RESERVED_KEYS', 'Form', 'FormField', 'missing_references']
 
-# The documented logger of form validation, from before forms.py was split out of params.py.
-log = logging.getLogger('jet_sqla.params')
+log = logging.getLogger(__name__)
 
 
 class _Missing:
