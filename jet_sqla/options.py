@@ -182,7 +182,7 @@ class EnumOptions(OptionsSource):
         """One option per value, labelled and colored from its member's name, so that one member
         reads and looks the same wherever its enum appears."""
         colors = distinct_colors(names)
-        return cls([Option(value, humanize(name), color) for value, name, color in zip(values, names, colors)])
+        return cls([Option(value, humanize(name), color) for value, name, color in zip(values, names, colors, strict=True)])
 
     def static(self) -> list[Option]:
         return list(self._options)

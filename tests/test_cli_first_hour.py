@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import socket
 import subprocess
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from jet_sqla.bridge import INSECURE_WARNING
 
 from .apps.cli_server import free_port, run, serving
 from .conftest import TOKEN, fresh_engine
@@ -173,3 +176,21 @@ def test_help_is_plain_text() -> None:
         assert result.returncode == 0, result.stderr
         assert '``' not in result.stdout and ':func:' not in result.stdout, result.stdout
     assert 'for example myapp.jet:bridge' in ' '.join(run(['serve', '--help']).stdout.split())
+
+
+def test_the_insecure_banner_is_one_readable_line_once(tmp_path: Path) -> None:
+    """``serve --insecure`` preloads the app in the master: one warning line, in JSON as in key=value."""
+    url = f'sqlite:///{tmp_path / "app.db"}'
+    fresh_engine(url).dispose()
+    for log_format in ('json', 'kv'):
+        log_path = tmp_path / f'{log_format}.log'
+        args = ['serve', url, '--insecure', '--bind', '127.0.0.1:0', '--workers', '2', '--log-format', log_format]
+        with serving(args, log_path=log_path) as server:
+            assert server.message('get_action_list', token='anything')[0] == 200
+            text = server.log()
+        banners = [line for line in text.splitlines() if 'NO AUTHENTICATION' in line]
+        assert len(banners) == 1, text
+        if log_format == 'json':
+            assert json.loads(banners[0])['msg'] == INSECURE_WARNING
+        else:
+            assert f'msg="{INSECURE_WARNING}"' in banners[0]
