@@ -21,6 +21,7 @@ from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
+from .permissions import JetPermissions
 
 __all__ = ['Bridge']
 
@@ -61,6 +62,9 @@ class Bridge:
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
         default_schema: The schema whose tables get unprefixed names.
+        jet_permissions: Apply the permissions Jet Admin puts in a JWT's
+            project grant: a JWT user runs an action on a collection only as its
+            owner, in its super group, or with ``w`` on that collection.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -85,6 +89,7 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        jet_permissions: bool = False,
     ) -> None:
         if engine is None:
             raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
@@ -108,7 +113,10 @@ class Bridge:
         self.audit = AuditLog(engine) if audit else None
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
-        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
+        if jet_permissions and not self.authenticator.accepts_jwt:
+            raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
+        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries,
+                                 permissions=JetPermissions() if jet_permissions else None)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
                                      self.sessions, self.messages, engine=engine, listing=console)
         self.prefix = prefix
@@ -166,6 +174,7 @@ class Bridge:
         name: str | None = None,
         label: str | None = None,
         description: str | None = None,
+        icon: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -182,8 +191,9 @@ class Bridge:
             allow: ``allow(actor) -> bool`` decides who may run it.
             timeout: Seconds each statement may take, where the database supports it.
             name: The action's name; the function's name by default.
-            label: What the operator reads.
+            label: What the operator reads; also sent as ``verbose_name``.
             description: Help text; the docstring by default.
+            icon: The name of the Jet Admin icon shown with the action.
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.

@@ -90,7 +90,7 @@ class TestSqliteFiles:
         one_line_error(run(['serve', 'sqlite:///missing/dir/x.db', '--token', TOKEN], cwd=tmp_path), EXIT_SETUP,
                        "the directory 'missing/dir' does not exist")
         # A module whose engine points there: SQLite cannot open it, which is a path to fix, not an outage.
-        result = run(['serve', 'tests.apps.cli_apps:plain', '--token', TOKEN],
+        result = run(['serve', 'tests.apps.cli_apps:plain', '--token', TOKEN, '--bind', '127.0.0.1:0'],
                      env={'JET_SQLA_DATABASE_URL': f'sqlite:///{tmp_path}/missing/dir/x.db'})
         one_line_error(result, EXIT_SETUP, 'cannot open the SQLite file', 'unable to open database file')
         assert files_in(tmp_path) == set()
