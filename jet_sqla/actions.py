@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
@@ -120,7 +120,7 @@ class Executor:
     def __init__(
         self,
         catalog: Catalog,
-        sessions: sessionmaker[Session],
+        sessions: Callable[[], Session],
         *,
         audit: AuditLog | None = None,
         max_ids: int = 100_000,

@@ -23,7 +23,8 @@ __all__ = ['describe_columns', 'related_labels']
 
 
 def _foreign_keys(collection: Collection, options: FieldOptions) -> dict[str, ForeignKeyOptions]:
-    return {key: source for key, source in options.derived(collection).items() if isinstance(source, ForeignKeyOptions)}
+    # By attribute name, as FieldOptions.derived keys them.
+    return {name: source for name, source in options.derived(collection).items() if isinstance(source, ForeignKeyOptions)}
 
 
 def describe_columns(collection: Collection, options: FieldOptions) -> list[dict[str, Any]]:
@@ -31,28 +32,32 @@ def describe_columns(collection: Collection, options: FieldOptions) -> list[dict
     foreign = _foreign_keys(collection, options)
     described = []
     for column in collection.table.columns:
-        entry: dict[str, Any] = {'name': column.key, 'field': field_for_column_type(column.type).value}
-        if column.key in foreign:
-            entry['related'] = foreign[column.key].related.name
+        # By attribute name, as the records are listed: ``state = mapped_column('status_col')`` is ``state``.
+        name = collection.attribute_name(column)
+        entry: dict[str, Any] = {'name': name, 'field': field_for_column_type(column.type).value}
+        if name in foreign:
+            entry['related'] = foreign[name].related.name
         described.append(entry)
     return described
 
 
 def related_labels(session: Session, collection: Collection, options: FieldOptions,
                    rows: Sequence[Mapping[Any, Any]]) -> dict[str, dict[str, str]]:
-    """``{column: {key as text: label}}`` for the keys the foreign-key columns of ``rows`` hold.
+    """``{attribute: {key as text: label}}`` for the keys the foreign-key columns of ``rows`` hold.
 
     ``rows`` are result mappings of ``SELECT`` on the collection's table (read by column).
     A key whose row is gone (no constraint enforced it) is left out: the table shows the bare key.
     """
     labels: dict[str, dict[str, str]] = {}
-    for key, source in _foreign_keys(collection, options).items():
-        column = collection.table.columns[key]
+    for name, source in _foreign_keys(collection, options).items():
+        column = collection.column_named(name)
+        if column is None:
+            continue
         values = sorted({row[column] for row in rows if row[column] is not None}, key=str)
         if not values:
             continue
         label = source.related.label
         statement = sa.select(source.value_column, label).where(source.value_column.in_(values))
         found = session.execute(statement).all()
-        labels[key] = {str(value): str(text) for value, text in found if text is not None}
+        labels[name] = {str(value): str(text) for value, text in found if text is not None}
     return labels

@@ -90,6 +90,11 @@ def serving_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+#: ``--schema NAME``, repeatable: reflect these schemas too (reflect mode only).
+schema_option = click.option('--schema', 'schema', multiple=True, metavar='NAME',
+                             help='A schema to reflect besides the default one (repeatable; database URLs only).')
+
+
 class _OneLineGroup(click.Group):
     """click's group, whose usage errors are one line too (exit code 2), like every other failure."""
 
@@ -133,19 +138,22 @@ def main(traceback: bool) -> None:
 @click.option('--insecure', is_flag=True, help='Serve with no authentication (local development only).')
 @click.option('--allow-empty', is_flag=True,
               help='Serve a reflected database even when it has no table to serve.')
+@schema_option
 def serve(target: str | None, bind: str, log_format: str, log_level: str, workers: int, threads: int,
-          worker_class: str, token: str | None, insecure: bool, allow_empty: bool) -> None:
+          worker_class: str, token: str | None, insecure: bool, allow_empty: bool = False,
+          schema: tuple[str, ...] = ()) -> None:
     """Serve TARGET under gunicorn.
 
-    TARGET is module:attribute naming a Bridge, a falcon.App, or a function
-    returning one (for example myapp.jet:bridge), or a database URL, whose
-    every table is served by reflection. Without TARGET,
+    TARGET is module:attribute naming a Bridge, a falcon.App, a Flask app
+    (served as it is), or a function returning one (for example
+    myapp.jet:bridge), or a database URL (async ones too), whose every table
+    is served by reflection; --schema adds schemas. Without TARGET,
     JET_SQLA_DATABASE_URL is reflected.
     """
     target = _require_target(target)
     _set_environment(token, insecure)
     log_config = _setup_logging(log_format, log_level)
-    loaded = load_target(target, insecure=insecure, empty='allow' if allow_empty else 'refuse')
+    loaded = load_target(target, insecure=insecure, schemas=schema, empty='allow' if allow_empty else 'refuse')
     serve_app(loaded, bind=bind, workers=workers, threads=threads, worker_class=worker_class, log_config=log_config)
 
 
@@ -196,7 +204,8 @@ def _demo_banner(database: Path, existed: bool, bind: str, token: str) -> str:
 
 @main.command()
 @click.argument('target', required=False, envvar='JET_SQLA_DATABASE_URL')
-def actions(target: str | None) -> None:
+@schema_option
+def actions(target: str | None, schema: tuple[str, ...] = ()) -> None:
     """List TARGET's collections, their derived option fields, and its actions with their forms.
 
     It only reads: a SQLite URL whose file does not exist is an error, not a new
@@ -208,7 +217,7 @@ def actions(target: str | None) -> None:
         # Nothing is served: a throwaway token only lets the bridge be built.
         os.environ['JET_SQLA_TOKEN'] = secrets.token_urlsafe(24)
     os.environ[INSPECTING] = '1'
-    loaded = load_target(target, build_app=False, empty='warn')
+    loaded = load_target(target, build_app=False, schemas=schema, empty='warn')
     if not loaded.bridges:
         raise CommandFailed(f'{target} is a falcon.App whose Bridge is in no variable of its module; '
                             'name the Bridge itself (module:bridge)')
@@ -227,9 +236,10 @@ def describe_bridge(bridge: Bridge, title: str) -> Iterator[str]:
         pk = collection.pk.name if collection.pk is not None else 'composite'
         yield f'  {collection.name}  ({collection.model.__name__}; pk {pk}; label {collection.label.name})'
         for column in collection.table.columns:
-            source = bridge.options.for_column(collection, column.key)
+            attribute = collection.attribute_name(column)
+            source = bridge.options.for_column(collection, attribute)
             if source is not None:
-                yield f'    {column.key}: {_describe_source(source)}'
+                yield f'    {attribute}: {_describe_source(source)}'
     yield ''
     yield 'Actions'
     if not declared:

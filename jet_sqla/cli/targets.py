@@ -17,6 +17,8 @@ import falcon
 import sqlalchemy as sa
 
 from ..bridge import Bridge
+from ..integrations.async_engines import sync_url
+from ..integrations.mounting import framework_of
 from .failures import CommandFailed, guarded, guarded_import
 
 __all__ = ['DEFAULT_ATTRIBUTES', 'Loaded', 'authentication_configured', 'check_databases', 'is_database_url',
@@ -31,12 +33,12 @@ class Loaded:
     """What a target resolved to.
 
     Attributes:
-        app: The WSGI app to serve; ``None`` when it was not asked for.
+        app: The WSGI app to serve (a falcon.App, or a Flask app as it is); ``None`` when it was not asked for.
         bridges: The bridges behind it, for their engines and their actions.
         description: How to name it to the user.
     """
 
-    app: falcon.App[Any, Any] | None
+    app: Any
     bridges: list[Bridge] = field(default_factory=list)
     description: str = ''
 
@@ -51,23 +53,34 @@ EmptyDatabase = Literal['refuse', 'warn', 'allow']
 
 
 def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
-                empty: EmptyDatabase = 'refuse') -> Loaded:
-    """Resolve ``module:attribute`` (a Bridge, a falcon.App, or a function returning one) or a database URL.
+                schemas: Sequence[str] = (), empty: EmptyDatabase = 'refuse') -> Loaded:
+    """Resolve ``module:attribute`` (a Bridge, a falcon.App, a Flask app, or a function returning one) or a
+    database URL.
 
     Args:
         target: What to serve.
         insecure: For a database URL, serve it with no authentication.
         build_app: Build the WSGI app of a Bridge (``False`` when only its actions are listed).
+        schemas: For a database URL, schemas to reflect besides the default one.
         empty: For a database URL with no table to serve: refuse it, warn on stderr, or allow it.
 
     Raises:
-        CommandFailed: the target cannot be imported or reflected; the message says why.
+        CommandFailed: the target cannot be imported or reflected, or is an ASGI app; the message says why.
     """
     if is_database_url(target):
-        return _reflect(target, insecure=insecure, build_app=build_app, empty=empty)
+        return _reflect(target, insecure=insecure, build_app=build_app, schemas=schemas, empty=empty)
     module, attribute, value = _import_target(target)
-    if callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type):
+    if (callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type)
+            and framework_of(value) is None and not _is_asgi(value)):
         value = guarded(f'calling {target}', value)
+    if framework_of(value) == 'flask':
+        # A WSGI app of its own (bridge.init_app(app) joined it): served as it is.
+        return Loaded(value, _bridges_behind(module), target)
+    if framework_of(value) in ('starlette', 'falcon-asgi') or _is_asgi(value):
+        raise CommandFailed(
+            f'{target} is an ASGI app, which gunicorn\'s WSGI workers cannot serve; '
+            f'run it with uvicorn instead: uvicorn {module.__name__}:{attribute}'
+        )
     if isinstance(value, Bridge):
         app = guarded(f'loading {target}', value.wsgi_app) if build_app else None
         return Loaded(app, [value], target)
@@ -118,13 +131,22 @@ def _import_target(target: str) -> tuple[ModuleType, str, Any]:
     raise CommandFailed(f'module {module_name!r} has no attribute {" or ".join(map(repr, names))}')
 
 
+def _is_asgi(value: Any) -> bool:
+    """An ASGI app: ``async def app(scope, receive, send)``, or an object whose ``__call__`` is one."""
+    if not callable(value):
+        return False
+    call = value if inspect.isroutine(value) else type(value).__call__
+    return inspect.iscoroutinefunction(call) and len(inspect.signature(value).parameters) == 3
+
+
 def _bridges_behind(module: ModuleType) -> list[Bridge]:
     """The bridges a falcon.App target serves, as far as can be told: those its module holds."""
     found = [value for value in vars(module).values() if isinstance(value, Bridge)]
     return list({id(bridge): bridge for bridge in found}.values())
 
 
-def _reflect(url: str, *, insecure: bool, build_app: bool, empty: EmptyDatabase) -> Loaded:
+def _reflect(url: str, *, insecure: bool, build_app: bool, schemas: Sequence[str] = (),
+             empty: EmptyDatabase = 'refuse') -> Loaded:
     if not insecure and not authentication_configured():
         raise CommandFailed(
             'no authentication is configured: pass --token (or set JET_SQLA_TOKEN), or set '
@@ -132,7 +154,8 @@ def _reflect(url: str, *, insecure: bool, build_app: bool, empty: EmptyDatabase)
         )
     engine = make_engine(url)
     check_sqlite_file(engine)
-    bridge = guarded(f'reflecting {safe_url(engine)}', Bridge.reflect, engine, insecure=insecure)
+    bridge = guarded(f'reflecting {safe_url(engine)}', Bridge.reflect, engine, insecure=insecure,
+                     schemas=[None, *dict.fromkeys(schemas)])
     if not list(bridge.catalog) and empty != 'allow':
         problem = (f'{safe_url(engine)} has no table to serve (no tables at all, or none with a primary key); '
                    'is it the right database?')
@@ -179,6 +202,8 @@ def make_engine(url: str) -> sa.Engine:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise CommandFailed(f'{url.split("@")[-1]!r} is not a database URL') from None
+    # An async URL (postgresql+asyncpg://…) is served through the matching sync driver.
+    parsed = guarded(f'using {parsed.render_as_string(hide_password=True)}', sync_url, parsed)
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() in ('postgresql', 'mysql', 'mariadb'):
         connect_args['connect_timeout'] = 10
@@ -193,6 +218,8 @@ def safe_url(engine: sa.Engine) -> str:
 def check_databases(bridges: Sequence[Bridge]) -> None:
     """Fail now, not on the first request, when a bridge's database does not answer."""
     for bridge in bridges:
+        if getattr(bridge, 'engine', None) is None:
+            continue  # a Flask-SQLAlchemy bridge not joined to an app yet: its app has no database either
         guarded(f'connecting to {safe_url(bridge.engine)}', _ping, bridge.engine)
 
 
