@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -154,7 +155,7 @@ class TestTargets:
 def test_inspecting_the_example_writes_nothing(tmp_path: Path) -> None:
     result = run(['actions', 'jet_sqla.examples.shop.jet:bridge'], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith('jet_sqla.examples.shop.jet:bridge: 4 collections, 6 actions')
+    assert re.match(r'jet_sqla.examples.shop.jet:bridge: 4 collections, \d+ actions\n', result.stdout), result.stdout
     assert files_in(tmp_path) == set()  # no shop.db: nothing created, nothing seeded
 
 

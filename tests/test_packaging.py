@@ -124,7 +124,7 @@ def test_the_installed_command_runs_from_the_wheel(installed: Installed) -> None
     assert where.stdout.strip().startswith(str(installed.venv)), where.stdout  # the wheel's copy, not the checkout
     listed = installed.run('jet-sqla', 'actions', 'jet_sqla.examples.shop.jet:bridge')
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.startswith('jet_sqla.examples.shop.jet:bridge: 4 collections, 6 actions')
+    assert re.match(r'jet_sqla.examples.shop.jet:bridge: 4 collections, \d+ actions\n', listed.stdout), listed.stdout
 
 
 def test_db_upgrade_from_the_installed_wheel(installed: Installed) -> None:
@@ -134,7 +134,7 @@ def test_db_upgrade_from_the_installed_wheel(installed: Installed) -> None:
     assert located.stdout.strip().startswith(str(installed.venv)), located.stdout
     upgraded = installed.run('jet-sqla', 'db', 'upgrade', '--database-url', f'sqlite:///{database}')
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip().endswith('none -> jet_sqla_0001')
+    assert upgraded.stdout.strip().endswith(f'none -> {", ".join(migrations.heads())}')
     engine = sa.create_engine(f'sqlite:///{database}')
     assert {'jet_sqla_action_log', migrations.VERSION_TABLE} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
