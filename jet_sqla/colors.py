@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +15,20 @@ PALETTE = ('blue', 'green', 'orange', 'purple', 'red', 'teal', 'yellow', 'pink',
 
 def stable_color(value: Any) -> str:
     """A color that depends only on ``value``: the same in every process and every run."""
+    try:
+        return _cached_color(value)
+    except TypeError:  # unhashable: computed each time
+        return _color(value)
+
+
+def _color(value: Any) -> str:
     digest = hashlib.blake2b(str(value).encode('utf-8', 'surrogatepass'), digest_size=4).digest()
     return PALETTE[int.from_bytes(digest, 'big') % len(PALETTE)]
+
+
+# PERF: a page of 50 options hashed 50 values on every request, 15% of an options call;
+# the same keys come back page after page. typed: 1 and True (equal, and hashed alike) differ as text.
+_cached_color = functools.lru_cache(maxsize=65_536, typed=True)(_color)
 
 
 def distinct_colors(keys: Sequence[Any]) -> list[str]:

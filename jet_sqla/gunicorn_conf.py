@@ -12,6 +12,7 @@ record, gunicorn's included, is one structured line on stderr, as under
 
 - ``JET_SQLA_LOG_FORMAT``: ``kv`` (the default) or ``json``;
 - ``JET_SQLA_LOG_LEVEL``: ``info`` by default;
+- ``JET_SQLA_ACCESS_LOG=1``: also gunicorn's line per request (off by default, as under ``jet-sqla serve``);
 - ``JET_SQLA_WORKERS``, ``JET_SQLA_THREADS``, ``JET_SQLA_WORKER_CLASS``: as ``jet-sqla serve``.
 
 Options given on gunicorn's command line still win over these (``-w 4``).
@@ -22,14 +23,17 @@ from __future__ import annotations
 import os
 
 from jet_sqla import logs
-from jet_sqla.cli.serving import SERVE_DEFAULTS
+from jet_sqla.cli.serving import SERVE_DEFAULTS, ServeLogger
 
 _format = os.environ.get('JET_SQLA_LOG_FORMAT', 'kv')
 _level = os.environ.get('JET_SQLA_LOG_LEVEL', 'info')
+_access_log = os.environ.get('JET_SQLA_ACCESS_LOG', '').strip().lower() in ('1', 'true', 'yes', 'on')
 
 #: Every record, jet_sqla's and gunicorn's, as one key=value or JSON line on stderr.
-logconfig_dict = logs.logging_config(_format, _level)
+logconfig_dict = logs.logging_config(_format, _level, _access_log)
 loglevel = _level
+# As under `jet-sqla serve`: with access lines off, a request does not even gather their details.
+logger_class = ServeLogger
 # As under `jet-sqla serve`: the server's own tokens never reach a log line, whoever logs them.
 logs.hide(part.strip() for part in os.environ.get('JET_SQLA_TOKEN', '').split(','))
 

@@ -88,6 +88,7 @@ def test_the_config_gives_jet_sqla_lines_as_json(tmp_path: Path) -> None:
     # The serving defaults came with it: gthread workers, as many as asked for in the environment.
     assert any(r['msg'] == 'Using worker: gthread' for r in records)
     assert sum(1 for r in records if r['msg'].startswith('Booting worker')) == 2
+    assert not any(r['logger'] == 'gunicorn.access' for r in records)  # off by default, as under jet-sqla serve
     assert TOKEN not in text
 
 
