@@ -1,0 +1,81 @@
+"""Errors a first-time user provokes by hand (curl, a script): each is JSON and says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from falcon import testing
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from jet_sqla import Bridge
+from jet_sqla.auth import Authenticator
+from jet_sqla.errors import Unauthorized
+
+from .conftest import AUTH, PROBLEM, TOKEN
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = 'notes'
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(sa.String(50))
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> testing.TestClient:
+    engine = sa.create_engine(f'sqlite:///{tmp_path / "notes.db"}')
+    Base.metadata.create_all(engine)
+    bridge = Bridge(Base, engine=engine, token=TOKEN)
+
+    @bridge.action()
+    def ping() -> None: ...
+
+    return testing.TestClient(bridge.wsgi_app())
+
+
+@pytest.mark.parametrize('params', [{}, {'model': 'notes', 'ids': [1]}, {'name': None}, {'name': ''}])
+def test_execute_action_without_a_name_says_to_name_the_action(http: testing.TestClient,
+                                                               params: dict[str, object]) -> None:
+    # It used to be a 404 "Unknown action 'None'": an action nobody named.
+    body = {'name': 'execute_action', 'params': params}
+    problem = http.simulate_post('/api/messages/', json=body, headers={**AUTH, **PROBLEM})
+    assert problem.status_code == 400, problem.text
+    assert problem.json['code'] == 'missing_name'
+    assert '"name"' in problem.json['detail'] and 'get_action_list' in problem.json['detail']
+    jet = http.simulate_post('/api/messages/', json=body, headers=AUTH)
+    assert jet.status_code == 400 and jet.headers['content-type'].startswith('application/json')
+    assert list(jet.json) == ['non_field_errors'] and 'get_action_list' in jet.json['non_field_errors'][0]
+    assert 'None' not in jet.text
+
+
+def test_an_unknown_action_is_still_a_404_naming_it(http: testing.TestClient) -> None:
+    result = http.simulate_post('/api/messages/', json={'name': 'execute_action', 'params': {'name': 'pong'}},
+                                headers=AUTH)
+    assert result.status_code == 404 and "'pong'" in result.json['detail']
+
+
+@pytest.mark.parametrize(('header', 'says'), [
+    ('Basic dXNlcjpwYXNz', "'basic'"),
+    ('Digest abc', "'digest'"),
+    ('JWT a.b.c', 'no JWT key'),  # a scheme Jet Admin uses, but this server has no key for it
+])
+def test_an_unsupported_scheme_says_which_to_send(http: testing.TestClient, header: str, says: str) -> None:
+    result = http.simulate_post('/api/messages/', json={'name': 'get_action_list'},
+                                headers={'Authorization': header})
+    assert result.status_code == 401 and result.headers['content-type'].startswith('application/json')
+    assert says in result.json['detail'] and 'send "Bearer <token>"' in result.json['detail']
+    assert 'JWT <token>' not in result.json['detail']  # not offered: it would be refused too
+
+
+def test_a_shared_token_on_a_jwt_only_server_says_to_send_a_jwt() -> None:
+    # "Invalid token" would send the user hunting for a token this server does not have.
+    authenticator = Authenticator(jwt_public_key='-----BEGIN PUBLIC KEY-----', project='shop')
+    with pytest.raises(Unauthorized, match=r"scheme 'bearer'; send \"JWT <token>\"$"):
+        authenticator.authenticate('Bearer s3cret')
+    with pytest.raises(Unauthorized, match='Invalid JWT'):
+        authenticator.authenticate('Bearer s3cret, JWT not-a-jwt')
