@@ -79,3 +79,43 @@ def test_a_shared_token_on_a_jwt_only_server_says_to_send_a_jwt() -> None:
         authenticator.authenticate('Bearer s3cret')
     with pytest.raises(Unauthorized, match='Invalid JWT'):
         authenticator.authenticate('Bearer s3cret, JWT not-a-jwt')
+
+
+def test_a_wrong_method_says_which_methods_the_path_answers(http: testing.TestClient) -> None:
+    result = http.simulate_get('/api/messages/', headers=AUTH)
+    assert result.status_code == 405 and result.json['error_code'] == 'method_not_allowed'
+    assert result.json['detail'].startswith('Method Not Allowed: GET /api/messages/; this path answers ')
+    assert 'POST' in result.json['detail'].rpartition('answers')[2]
+
+
+def _mounted_bridge(tmp_path: Path) -> Bridge:
+    engine = sa.create_engine(f'sqlite:///{tmp_path / "mounted.db"}')
+    Base.metadata.create_all(engine)
+    return Bridge(Base, engine=engine, token=TOKEN)
+
+
+def test_errors_under_a_flask_mount_name_the_path_the_client_asked_for(tmp_path: Path) -> None:
+    import flask
+
+    app = flask.Flask(__name__)
+    _mounted_bridge(tmp_path).mount(app)
+    client = app.test_client()
+    wrong_method = client.get('/api/messages/', headers=AUTH)
+    assert wrong_method.status_code == 405
+    assert wrong_method.get_json()['detail'].startswith('Method Not Allowed: GET /api/messages/;')
+    unknown = client.post('/api/nothing-here', headers=AUTH)
+    assert unknown.status_code == 404 and unknown.get_json()['detail'] == 'Not Found: POST /api/nothing-here'
+
+
+def test_errors_under_a_starlette_mount_name_the_path_the_client_asked_for(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    app = Starlette()
+    _mounted_bridge(tmp_path).mount(app)
+    with TestClient(app) as client:
+        wrong_method = client.get('/api/messages/', headers=AUTH)
+        assert wrong_method.status_code == 405
+        assert wrong_method.json()['detail'].startswith('Method Not Allowed: GET /api/messages/;')
+        unknown = client.post('/api/nothing-here', headers=AUTH)
+        assert unknown.status_code == 404 and unknown.json()['detail'] == 'Not Found: POST /api/nothing-here'
