@@ -32,8 +32,15 @@ def http(tmp_path: Path) -> testing.TestClient:
     Base.metadata.create_all(engine)
     bridge = Bridge(Base, engine=engine, token=TOKEN)
 
+    with engine.begin() as connection:
+        connection.execute(sa.insert(Note), [{'id': 1, 'text': 'one'}, {'id': 2, 'text': 'two'}])
+
     @bridge.action()
     def ping() -> None: ...
+
+    @bridge.action(model=Note, for_instance=True, bulk=True)
+    def ping_notes(notes: list[Note]) -> dict[str, list[int]]:
+        return {'ran_on': [note.id for note in notes]}
 
     return testing.TestClient(bridge.wsgi_app())
 
@@ -119,3 +126,19 @@ def test_errors_under_a_starlette_mount_name_the_path_the_client_asked_for(tmp_p
         assert wrong_method.json()['detail'].startswith('Method Not Allowed: GET /api/messages/;')
         unknown = client.post('/api/nothing-here', headers=AUTH)
         assert unknown.status_code == 404 and unknown.json()['detail'] == 'Not Found: POST /api/nothing-here'
+
+
+@pytest.mark.parametrize('where', ['beside', 'inside'])
+def test_id_and_ids_that_differ_are_refused_not_half_read(http: testing.TestClient, where: str) -> None:
+    # Both used to be accepted, the "id" silently dropped: the action ran on record 2 only.
+    selection = {'id': 1, 'ids': [2]}
+    params = {'name': 'ping_notes', 'model': 'notes', **selection, 'params': {}} if where == 'beside' else \
+        {'name': 'ping_notes', 'model': 'notes', 'params': selection}
+    result = http.simulate_post('/api/messages/', json={'name': 'execute_action', 'params': params}, headers=AUTH)
+    assert result.status_code == 400, result.text
+    assert list(result.json) == ['non_field_errors'] and result.json['non_field_errors'][0].startswith('ids: ')
+    agreeing = {'id': 1, 'ids': [1]}
+    params = {'name': 'ping_notes', 'model': 'notes', **agreeing, 'params': {}} if where == 'beside' else \
+        {'name': 'ping_notes', 'model': 'notes', 'params': agreeing}
+    ok = http.simulate_post('/api/messages/', json={'name': 'execute_action', 'params': params}, headers=AUTH)
+    assert ok.status_code == 200 and ok.json == {'result': True, 'ran_on': [1]}, ok.text
