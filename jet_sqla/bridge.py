@@ -112,6 +112,11 @@ class Bridge:
         if engine is not None:
             # Actions are plain functions in a thread: an async engine is answered with a sync one.
             sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine  # type: ignore[assignment]
+            if not isinstance(sync_engine, sa.Engine):
+                # A URL here used to fail deep in SQLAlchemy ("No such event 'checkin'"). The URL is not
+                # echoed: it may hold a password.
+                raise TypeError(f'engine= takes an Engine (or an AsyncEngine), not a {type(engine).__name__}: '
+                                'pass sqlalchemy.create_engine(url)')
         elif session_factory is not None:
             sync_engine = database_of(session_factory)
         #: Flask-SQLAlchemy's extension when ``target`` is its ``db.Model``: the engine and db.session come from it.

@@ -142,3 +142,11 @@ def test_id_and_ids_that_differ_are_refused_not_half_read(http: testing.TestClie
         {'name': 'ping_notes', 'model': 'notes', 'params': agreeing}
     ok = http.simulate_post('/api/messages/', json={'name': 'execute_action', 'params': params}, headers=AUTH)
     assert ok.status_code == 200 and ok.json == {'result': True, 'ran_on': [1]}, ok.text
+
+
+@pytest.mark.parametrize('given', ['sqlite:///shop.db', sa.make_url('postgresql://app:pw@db/shop'), 42])
+def test_engine_given_a_url_says_to_create_the_engine(given: object) -> None:
+    # It used to fail inside SQLAlchemy: "No such event 'checkin' for target 'sqlite:///shop.db'".
+    with pytest.raises(TypeError, match=r'engine= takes an Engine .*sqlalchemy\.create_engine\(url\)') as raised:
+        Bridge(Base, engine=given, token=TOKEN)  # type: ignore[arg-type]
+    assert 'pw' not in str(raised.value)  # a URL's password is never echoed
