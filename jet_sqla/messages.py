@@ -279,6 +279,9 @@ class Dispatcher:
             if form_field is None and self.handlers.get_handler(GET_FIELD_OPTIONS) is None:
                 raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
             return form_field.options if form_field is not None else None
+        if params.get('model') in (None, ''):
+            # Neither said: name both ways of asking, not only the collection.
+            raise InvalidParams({'model': 'expected a collection name (or "action": an action\'s name)'})
         collection = self._collection(params.get('model'), allow_handler=True)
         return self.field_options.for_column(collection, field) if collection is not None else None
 

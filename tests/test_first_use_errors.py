@@ -150,3 +150,10 @@ def test_engine_given_a_url_says_to_create_the_engine(given: object) -> None:
     with pytest.raises(TypeError, match=r'engine= takes an Engine .*sqlalchemy\.create_engine\(url\)') as raised:
         Bridge(Base, engine=given, token=TOKEN)  # type: ignore[arg-type]
     assert 'pw' not in str(raised.value)  # a URL's password is never echoed
+
+
+def test_field_options_without_model_or_action_names_both(http: testing.TestClient) -> None:
+    result = http.simulate_post('/api/messages/', json={'name': 'get_field_options', 'params': {'field': 'text'}},
+                                headers={**AUTH, **PROBLEM})
+    assert result.status_code == 400 and result.json['code'] == 'invalid_params'
+    assert '"action"' in result.json['fields']['model']
