@@ -15,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 from ..bridge import Bridge
 from .failures import CommandFailed
 from .targets import Loaded, check_databases
+from .wire_errors import install as refuse_in_json
 
 __all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'check_bind', 'serve_app']
 
@@ -137,4 +138,5 @@ def serve_app(loaded: Loaded, *, bind: str, workers: int, threads: int, worker_c
         'logconfig_dict': log_config,
         'proc_name': 'jet-sqla',
     }
+    refuse_in_json()  # gunicorn's own 4xx pages (a header too long…) are HTML otherwise
     GunicornServer(loaded.app, settings, engines).run()
