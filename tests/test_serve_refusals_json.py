@@ -68,5 +68,5 @@ def test_the_app_still_answers_after_a_refusal(port: int) -> None:
     raw_exchange(port, b'NOT A REQUEST\r\n\r\n')
     request = (b'POST /api/messages/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer '
                + TOKEN.encode() + b'\r\nContent-Length: %d\r\n\r\n' % len(BODY) + BODY)
-    status, headers, body = raw_exchange(port, request)
+    status, _, body = raw_exchange(port, request)
     assert status == 200 and json.loads(body) == []
