@@ -23,7 +23,7 @@ __all__ = ['install', 'write_json_error']
 #: What to do about each refusal, beside gunicorn's own reason.
 _HINTS = {
     414: 'the request line is too long; send the params in the JSON body',
-    431: 'a request header is too long (over 8190 bytes); send a shorter one',
+    431: 'a request header is too long (gunicorn takes up to 8190 bytes by default); send a shorter one',
 }
 
 
