@@ -20,6 +20,7 @@ from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
+from .integrations.sqlmodel_sessions import session_class_for
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
@@ -169,7 +170,9 @@ class Bridge:
         for each in engines_of(engine, session_factory):
             database.install(each)
         self.sessions: Callable[[], Session] = (
-            session_factory if session_factory is not None else sessionmaker(engine, expire_on_commit=False)
+            session_factory if session_factory is not None
+            else sessionmaker(engine, expire_on_commit=False,
+                              class_=session_class_for(collection.model for collection in self.catalog))
         )
         self.audit = AuditLog(engine) if self._audit_wanted else None
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
