@@ -109,7 +109,8 @@ class TestServeRefusesClearly:
         assert_one_line_error(result, cli.EXIT_DATABASE, 'the database did not answer', 'Connection refused')
 
     def test_unreachable_database_of_a_module(self) -> None:
-        result = invoke('serve', 'tests.apps.cli_apps:plain', '--token', TOKEN,
+        # A port of its own: the default 8000 may be taken on a shared machine, and the bind is checked first.
+        result = invoke('serve', 'tests.apps.cli_apps:plain', '--token', TOKEN, '--bind', f'127.0.0.1:{free_port()}',
                         env={'JET_SQLA_DATABASE_URL': closed_port_url()})
         assert_one_line_error(result, cli.EXIT_DATABASE, 'connecting to postgresql+psycopg://', 'did not answer')
 
