@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from .apps.cli_server import free_port, serving
+from .apps.cli_server import free_port, run, serving
 from .conftest import TOKEN
 
 
@@ -70,3 +71,16 @@ def test_the_app_still_answers_after_a_refusal(port: int) -> None:
                + TOKEN.encode() + b'\r\nContent-Length: %d\r\n\r\n' % len(BODY) + BODY)
     status, _, body = raw_exchange(port, request)
     assert status == 200 and json.loads(body) == []
+
+
+def test_demo_on_a_busy_port_prints_no_banner_and_says_how_to_move(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = run(['demo', '--bind', f'127.0.0.1:{taken}'], cwd=tmp_path)
+    assert result.returncode == 1
+    # The banner (URL, token, curl line) used to be printed first, pointing at whatever held the port.
+    assert 'Token' not in result.stdout and 'curl' not in result.stdout, result.stdout
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and f'cannot listen on 127.0.0.1:{taken}' in error[0] and '--bind HOST:PORT' in error[0]

@@ -62,7 +62,8 @@ def check_bind(bind: str) -> None:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn itself binds
                 probe.bind((host, int(port)))
         except OSError as error:
-            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}') from None
+            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}; '
+                                'choose another address with --bind HOST:PORT') from None
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
