@@ -37,6 +37,7 @@ from .errors import (
 )
 from .fields import field_for_column_type
 from .options import FieldOptions, OptionsSource, composite_foreign_key, parse_query
+from .reads import read_connection
 
 __all__ = [
     'CANCEL_JOB',
@@ -264,7 +265,9 @@ class Dispatcher:
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
-            with self.engine.connect() as connection:
+            # Nor a transaction: see reads.py, which also says how a statement timeout fits such reads
+            # (per pooled connection, not SET LOCAL, which needs a transaction).
+            with read_connection(self.engine) as connection:
                 options = source.options(connection, query)
         else:
             options = source.options(None, query)
