@@ -26,7 +26,7 @@ from ..messages import GET_ACTION_LIST
 from ..options import EnumOptions, ForeignKeyOptions, OptionsSource
 from ..search_indexes import missing_search_indexes
 from .failures import CommandFailed, guarded, show_tracebacks
-from .serving import SERVE_DEFAULTS, serve_app
+from .serving import SERVE_DEFAULTS, check_bind, serve_app
 from .targets import authentication_configured, load_target, make_engine, safe_url
 
 __all__ = ['main']
@@ -129,6 +129,7 @@ def demo(bind: str, log_format: str, log_level: str, access_log: bool) -> None:
     _set_environment(token, insecure=False)
     log_config = _setup_logging(log_format, log_level, access_log)
     loaded = load_target(DEMO_TARGET)
+    check_bind(bind)  # before the banner: its URL and curl line would point at someone else's server
     click.echo(_demo_banner(database, existed, bind, token))
     serve_app(loaded, bind=bind, workers=1, threads=SERVE_DEFAULTS.threads,
               worker_class=SERVE_DEFAULTS.worker_class, log_config=log_config)
