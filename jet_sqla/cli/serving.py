@@ -17,6 +17,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from ..bridge import Bridge
 from .failures import CommandFailed
 from .targets import Loaded, check_databases
+from .wire_errors import install as refuse_in_json
 
 __all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'ServeLogger', 'check_bind', 'normalize_bind',
            'serve_app']
@@ -84,7 +85,8 @@ def check_bind(bind: str) -> None:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn itself binds
                 probe.bind((host, int(port)))
         except OSError as error:
-            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}') from None
+            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}; '
+                                'choose another address with --bind HOST:PORT') from None
 
 
 class ServeLogger(GunicornLogger):  # type: ignore[misc]
@@ -179,4 +181,5 @@ def serve_app(loaded: Loaded, *, bind: str, workers: int, threads: int, worker_c
         'logger_class': ServeLogger,
         'proc_name': 'jet-sqla',
     }
+    refuse_in_json()  # gunicorn's own 4xx pages (a header too long…) are HTML otherwise
     GunicornServer(loaded.app, settings, engines).run()
