@@ -20,6 +20,7 @@ from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
+from .integrations.sqlmodel_sessions import session_class_for
 from .jobs import DEFAULT_QUEUE, Jobs
 from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
@@ -38,12 +39,10 @@ F = TypeVar('F', bound=Callable[..., Any])
 #: ``mount`` returns the very app it was given: a falcon.App, a Flask app, a Starlette or FastAPI app.
 AppT = TypeVar('AppT')
 
+#: One line, so that it reads the same as key=value or as JSON: a multi-line box came out as one escaped string.
 INSECURE_WARNING = (
-    '\n' + '!' * 72 + '\n'
-    '!!  jet_sqla is running with insecure=True: NO AUTHENTICATION.\n'
-    '!!  Anyone who can reach this server can run every action.\n'
-    '!!  Set a token (token= or JET_SQLA_TOKEN) before exposing it.\n'
-    + '!' * 72
+    'NO AUTHENTICATION: jet_sqla is running with insecure=True, so anyone who can reach this server can run '
+    'every action. Set a token (token=, JET_SQLA_TOKEN or jet-sqla serve --token) before exposing it.'
 )
 
 
@@ -125,6 +124,11 @@ class Bridge:
         if engine is not None:
             # Actions are plain functions in a thread: an async engine is answered with a sync one.
             sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine  # type: ignore[assignment]
+            if not isinstance(sync_engine, sa.Engine):
+                # A URL here used to fail deep in SQLAlchemy ("No such event 'checkin'"). The URL is not
+                # echoed: it may hold a password.
+                raise TypeError(f'engine= takes an Engine (or an AsyncEngine), not a {type(engine).__name__}: '
+                                'pass sqlalchemy.create_engine(url)')
         elif session_factory is not None:
             sync_engine = database_of(session_factory)
         #: Flask-SQLAlchemy's extension when ``target`` is its ``db.Model``: the engine and db.session come from it.
@@ -142,8 +146,8 @@ class Bridge:
             project=project or os.environ.get('JET_SQLA_PROJECT') or None,
             insecure=insecure,
         )
-        if self.authenticator.insecure:
-            log.warning(INSECURE_WARNING)
+        self._warned_insecure_in: int | None = None
+        self._warn_if_insecure()
         self.catalog = Catalog(target, collection_name=collection_name, labels=labels,
                                default_schema=default_schema)
         self.actions = ActionRegistry()
@@ -183,7 +187,9 @@ class Bridge:
         for each in engines_of(engine, session_factory):
             database.install(each)
         self.sessions: Callable[[], Session] = (
-            session_factory if session_factory is not None else sessionmaker(engine, expire_on_commit=False)
+            session_factory if session_factory is not None
+            else sessionmaker(engine, expire_on_commit=False,
+                              class_=session_class_for(collection.model for collection in self.catalog))
         )
         self.audit = AuditLog(engine) if self._audit_wanted else None
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
@@ -383,6 +389,13 @@ class Bridge:
         """A Falcon app serving this bridge: ``gunicorn 'myapp.jet:app'`` with ``app = bridge.wsgi_app()``."""
         return http.create_app(cors_origins=self.cors_origins, **self._route_options())
 
+    def _warn_if_insecure(self) -> None:
+        # Once per process: a preloading server builds and starts the bridge in its master (one line);
+        # a server that imports it in each worker prints it once per worker.
+        if self.authenticator.insecure and self._warned_insecure_in != os.getpid():
+            self._warned_insecure_in = os.getpid()
+            log.warning(INSECURE_WARNING, extra={'insecure': True})
+
     def _route_options(self, route_prefix: str | None = None) -> dict[str, Any]:
         """What the HTTP layer needs; checked and warned about as the server starts.
 
@@ -399,8 +412,7 @@ class Bridge:
             # Started on the first message, in the process that serves it: a pool made
             # here could be in a server's master, whose threads a fork leaves behind.
             self.dispatcher.before = self.jobs.ensure_started
-        if self.authenticator.insecure:
-            log.warning(INSECURE_WARNING)
+        self._warn_if_insecure()
         return {
             'dispatcher': self.dispatcher,
             'authenticator': self.authenticator,

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from . import database, encoding
+from . import database, encoding, listing
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
@@ -35,7 +35,6 @@ from .errors import (
     MessageError,
     NotFound,
 )
-from .fields import field_for_column_type
 from .options import FieldOptions, OptionsSource, composite_foreign_key, parse_query
 from .reads import read_connection
 
@@ -233,7 +232,11 @@ class Dispatcher:
             handler = self.handlers.get_handler(EXECUTE_ACTION)
             if handler is not None:
                 return _encode_handler_result(handler(EXECUTE_ACTION, params), default=b'{"result":true}')
-            raise NotFound(f'Unknown action {str(name)[:100]!r}')
+            if not isinstance(name, str) or not name:
+                # Not an unknown action called "None": the request forgot to say which one.
+                raise MessageError('execute_action needs "name" in its params: the action to run '
+                                   '(get_action_list lists them)', code='missing_name')
+            raise NotFound(f'Unknown action {name[:100]!r}')
         form, inverse = read_execute_params(params, _decode_params(params.get('params'), 'params.params'))
         key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
@@ -291,6 +294,9 @@ class Dispatcher:
             if form_field is None and self.handlers.get_handler(GET_FIELD_OPTIONS) is None:
                 raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
             return form_field.options if form_field is not None else None
+        if params.get('model') in (None, ''):
+            # Neither said: name both ways of asking, not only the collection.
+            raise InvalidParams({'model': 'expected a collection name (or "action": an action\'s name)'})
         collection = self._collection(params.get('model'), allow_handler=True)
         return self.field_options.for_column(collection, field) if collection is not None else None
 
@@ -314,14 +320,15 @@ class Dispatcher:
                      .order_by(*order).limit(query.limit + 1).offset(query.offset))
         with self.sessions() as session:
             rows = session.execute(statement).mappings().all()
+            labels = listing.related_labels(session, collection, self.field_options, rows[: query.limit])
         # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.
         names = {column.key: collection.attribute_name(column) for column in table.columns}
         records = [{names.get(key, key): _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({
             'pk': collection.attribute_name(collection.pk) if collection.pk is not None else None,
-            'columns': [{'name': collection.attribute_name(column), 'field': field_for_column_type(column.type).value}
-                        for column in table.columns],
+            'columns': listing.describe_columns(collection, self.field_options),
             'records': records,
+            'labels': labels,
             'has_more': len(rows) > query.limit,
         })
 
