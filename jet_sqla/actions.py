@@ -4,7 +4,10 @@ One execute_action reads top to bottom in :meth:`Executor.execute`: check who
 may run it, parse the ids, validate the form, then, inside one transaction,
 claim the idempotency key, load every record the action needs in a
 deadlock-safe order, call the function, encode its result and log the run.
-The transaction commits only when all of that succeeded.
+The transaction commits only when all of that succeeded; a dry run goes the
+same way and is always rolled back. When someone will read them (a dry run,
+or change history), the run's row changes are captured on its session by
+:class:`~jet_sqla.changes.ChangeCapture`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
 from .catalog import Catalog, Collection
+from .changes import DEFAULT_MAX_CHANGES, ChangeCapture
 from .declaration import Action, ActionContext, Actor
 from .errors import (
     Conflict,
@@ -44,7 +48,7 @@ log = logging.getLogger(__name__)
 class ExecuteRequest:
     """An execute_action message, parsed but not yet validated."""
 
-    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key')
+    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key', 'dry_run', 'undo_of')
 
     def __init__(
         self,
@@ -55,6 +59,8 @@ class ExecuteRequest:
         actor: Actor | None = None,
         request: Any = None,
         idempotency_key: str | None = None,
+        dry_run: bool = False,
+        undo_of: int | None = None,
     ) -> None:
         self.action = action
         self.collection = collection
@@ -62,6 +68,10 @@ class ExecuteRequest:
         self.actor = actor
         self.request = request
         self.idempotency_key = idempotency_key
+        #: Run as usual, report the changes, and roll back.
+        self.dry_run = dry_run
+        #: The log id of the run this one undoes (set by ``undo_run`` only).
+        self.undo_of = undo_of
 
 
 def raw_ids(params: Mapping[str, Any], limit: int) -> list[Any]:
@@ -100,6 +110,8 @@ class Executor:
         max_ids: The most ids one request may name.
         retries: How many times a deadlocked run is tried again before the
             function has returned.
+        history: Store each audited run's changes in its log row.
+        max_changes: Rows a capture itemizes at most.
     """
 
     def __init__(
@@ -110,12 +122,16 @@ class Executor:
         audit: AuditLog | None = None,
         max_ids: int = 100_000,
         retries: int = 3,
+        history: bool = False,
+        max_changes: int = DEFAULT_MAX_CHANGES,
     ) -> None:
         self.catalog = catalog
         self.sessions = sessions
         self.audit = audit
         self.max_ids = max_ids
         self.retries = retries
+        self.history = history and audit is not None
+        self.max_changes = max_changes
 
     def execute(self, request: ExecuteRequest) -> bytes:
         """Run ``request`` and return the JSON response body.
@@ -131,17 +147,22 @@ class Executor:
             ids=[],
             params=request.params,
             actor=request.actor,
-            idempotency_key=request.idempotency_key,
+            # A dry run writes nothing, so there is nothing for a key to guard.
+            idempotency_key=None if request.dry_run else request.idempotency_key,
+            undo_of=request.undo_of,
         )
         try:
             if not action.permits(request.actor):
                 raise Forbidden(f'You may not run {action.name!r}')
+            if request.dry_run and not action.preview:
+                raise MessageError(f'{action.name!r} cannot be previewed: it was declared with preview=False',
+                                   code='preview_refused')
             collection = action.collection_for(request.collection)
             entry.collection = collection.name if collection is not None else None
             ids = self._ids(action, collection, request.params)
             entry.ids = ids
             values = action.form.validate(request.params)
-            if request.idempotency_key is not None:
+            if entry.idempotency_key is not None:
                 if self.audit is None:
                     raise MessageError('Idempotency keys need the bridge to be built with audit=True')
                 entry.request_hash = fingerprint(action.name, entry.collection, ids, request.params)
@@ -161,6 +182,9 @@ class Executor:
             if failure is error:
                 raise
             raise failure from error
+        if request.dry_run and self.audit is not None:
+            entry.outcome = 'dry_run'
+            self.audit.record_failure(entry)  # its transaction was rolled back: logged apart, like a failure
         log.info(
             'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(ids),
                                  'outcome': entry.outcome, 'duration_ms': round(entry.duration_ms or 0, 2)},
@@ -191,12 +215,12 @@ class Executor:
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:
-                    request_hash, response = stored
+                    request_hash, response, log_id = stored
                     if request_hash != entry.request_hash:
                         raise Conflict('This idempotency key was used for a different request') from None
                     if response is not None:
                         entry.outcome = 'replayed'
-                        return response
+                        return _with_run(response, log_id)
                 if attempt > self.retries:
                     raise Conflict('This idempotency key is in use by a run that has not finished') from None
             except Exception as error:
@@ -221,8 +245,14 @@ class Executor:
         # PERF: a run that loads nothing, is handed no session and logs nothing runs
         # outside any transaction: an empty one (Session, BEGIN, COMMIT) cost more
         # than all the rest of such a request.
-        transactional = action.needs_session or self.audit is not None or entry.idempotency_key is not None
-        with self._transaction() if transactional else nullcontext() as session:
+        # Captured only when someone reads it: without a dry run or history, no listener is attached.
+        capture = ChangeCapture(self.catalog, max_changes=self.max_changes) if (
+            request.dry_run or self.history) else None
+        transactional = (action.needs_session or self.audit is not None or entry.idempotency_key is not None
+                         or request.dry_run)
+        with self._transaction(commit=not request.dry_run) if transactional else nullcontext() as session:
+            if capture is not None and session is not None:
+                capture.attach(session)
             if entry.idempotency_key is not None:
                 assert self.audit is not None and session is not None
                 self.audit.claim(session, entry)
@@ -233,22 +263,30 @@ class Executor:
             arguments = self._arguments(session, request, collection, ids, values) if session is not None else dict(values)
             result = action.function(**arguments)
             stage[0] = 'returned'
-            body = _result_body(action, result)
             if session is not None:
                 session.flush()
+            report = capture.report() if capture is not None else None
+            body = _result_body(action, result, report if request.dry_run else None)
             entry.outcome = 'success'
             entry.duration_ms = (time.perf_counter() - started) * 1000
             entry.response = body
+            if report is not None:
+                entry.changes = encoding.dumps(report)
+            if request.dry_run:
+                stage[0] = 'rolling back'  # leaving the block rolls back
+                return body
             if self.audit is not None:
                 assert session is not None
                 self.audit.record_success(session, entry)
             stage[0] = 'committing'  # leaving the block commits
-        return body
+        return _with_run(body, entry.log_id)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self.sessions() as session, session.begin():
+    def _transaction(self, *, commit: bool = True) -> Iterator[Session]:
+        with self.sessions() as session, session.begin() as transaction:
             yield session
+            if not commit:
+                transaction.rollback()
 
     def _arguments(
         self, session: Session, request: ExecuteRequest, collection: Collection | None,
@@ -283,19 +321,33 @@ class Executor:
                 request=request.request,
                 action=action.name,
                 params=request.params,
+                dry_run=request.dry_run,
             )
             arguments.update(dict.fromkeys(action.context_parameters, context))
         arguments.update(dict.fromkeys(action.session_parameters, session))
         return arguments
 
 
-def _result_body(action: Action, result: Any) -> bytes:
-    """``{"result": true, ...}`` with the action's dict merged in, encoded before the commit."""
+def _result_body(action: Action, result: Any, dry_run: Mapping[str, Any] | None = None) -> bytes:
+    """``{"result": true, ...}`` with the action's dict merged in, encoded before the commit.
+
+    A dry run's changes come last, so that no key the function returns can hide them.
+    """
+    if result is not None and not isinstance(result, Mapping):
+        raise TypeError(f'action {action.name!r} returned {type(result).__name__}; return a dict or None')
+    if dry_run is not None:
+        return encoding.dumps({'result': True, **(result or {}), 'dry_run': True, **dry_run})
     if result is None:
         return b'{"result":true}'
-    if not isinstance(result, Mapping):
-        raise TypeError(f'action {action.name!r} returned {type(result).__name__}; return a dict or None')
     return encoding.dumps({'result': True, **result})
+
+
+def _with_run(body: bytes, log_id: int | None) -> bytes:
+    """The response with ``"run": <log id>`` added; the stored response leaves it out, as it is not known yet."""
+    if log_id is None or not body.endswith(b'}'):
+        return body
+    return body[:-1] + b',"run":' + str(log_id).encode() + b'}'
+
 
 
 def _as_jet_error(error: BaseException, action: str) -> JetError:

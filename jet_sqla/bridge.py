@@ -17,7 +17,9 @@ from .actions import ExecuteRequest, Executor
 from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
+from .changes import DEFAULT_MAX_CHANGES
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
+from .history import RunHistory
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
@@ -59,6 +61,10 @@ class Bridge:
         max_body_size: Bodies over this many bytes get a 413.
         max_ids: Requests naming more ids get a 413.
         audit: Log every run in ``jet_sqla_action_log`` and allow idempotency keys.
+        history: Also store what each successful run changed (``get_run``,
+            ``list_runs``, ``undo_run``); on by default with ``audit``.
+        max_changes: Rows a dry run or a history entry itemizes at most; past
+            them, only the counts grow and the run says ``truncated``.
         console: Serve the console page at ``{prefix}/console/``.
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
@@ -87,6 +93,8 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        history: bool | None = None,
+        max_changes: int = DEFAULT_MAX_CHANGES,
     ) -> None:
         if engine is None:
             raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
@@ -110,9 +118,12 @@ class Bridge:
         self.audit = AuditLog(engine) if audit else None
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
-        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
+        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries,
+                                 history=audit if history is None else history, max_changes=max_changes)
+        self.history = RunHistory(engine, self.catalog, self.actions, self.executor, enabled=self.executor.history)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     self.sessions, self.messages, engine=engine, listing=console)
+                                     self.sessions, self.messages, engine=engine, listing=console,
+                                     history=self.history)
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -168,6 +179,7 @@ class Bridge:
         name: str | None = None,
         label: str | None = None,
         description: str | None = None,
+        preview: bool = True,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -186,6 +198,8 @@ class Bridge:
             name: The action's name; the function's name by default.
             label: What the operator reads.
             description: Help text; the docstring by default.
+            preview: ``False`` refuses dry runs (for actions whose effects
+                outside the database cannot be skipped).
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
@@ -239,6 +253,7 @@ class Bridge:
         params: Mapping[str, Any] | None = None,
         actor: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Run an action as execute_action would, without HTTP; returns the decoded response."""
         action = self.actions.get(name)
@@ -246,7 +261,7 @@ class Bridge:
             from .errors import NotFound
             raise NotFound(f'Unknown action {name!r}')
         body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
-                                                    idempotency_key=idempotency_key))
+                                                    idempotency_key=idempotency_key, dry_run=dry_run))
         result: dict[str, Any] = encoding.loads(body)
         return result
 

@@ -38,9 +38,11 @@ class ActionContext:
         request: The framework's request object (a ``falcon.Request``), or ``None``.
         action: The action's name.
         params: The form values as submitted, before coercion.
+        dry_run: This run is a preview: its transaction will be rolled back, so
+            skip what it would do outside the database (mail, webhooks).
     """
 
-    __slots__ = ('session', 'collection', 'model', 'ids', 'actor', 'request', 'action', 'params')
+    __slots__ = ('session', 'collection', 'model', 'ids', 'actor', 'request', 'action', 'params', 'dry_run')
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class ActionContext:
         request: Any,
         action: str,
         params: Mapping[str, Any],
+        dry_run: bool = False,
     ) -> None:
         self.session = session
         self.collection = collection
@@ -62,6 +65,7 @@ class ActionContext:
         self.request = request
         self.action = action
         self.params = params
+        self.dry_run = dry_run
 
     def __repr__(self) -> str:
         return f'<ActionContext {self.action} on {self.collection} ids={self.ids!r}>'
@@ -73,7 +77,7 @@ class Action:
     __slots__ = (
         'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
         'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session',
+        'needs_session', 'preview',
     )
 
     def __init__(
@@ -93,6 +97,7 @@ class Action:
         instance_parameter: str | None,
         context_parameters: Sequence[str],
         session_parameters: Sequence[str],
+        preview: bool = True,
     ) -> None:
         self.name = name
         self.function = function
@@ -108,6 +113,8 @@ class Action:
         self.instance_parameter = instance_parameter
         self.context_parameters = tuple(context_parameters)
         self.session_parameters = tuple(session_parameters)
+        #: Dry runs are allowed; ``False`` for actions whose outside effects cannot be skipped.
+        self.preview = preview
         #: The run loads records or hands out the session, so it needs a transaction.
         self.needs_session = bool(
             for_instance or self.context_parameters or self.session_parameters or timeout is not None
@@ -134,6 +141,8 @@ class Action:
         else:
             described['common_action'] = {}
         described['params'] = self.form.describe()
+        if not self.preview:
+            described['preview'] = False
         return described
 
     def collection_for(self, requested: Any) -> Collection | None:
@@ -173,6 +182,7 @@ def declare_action(
     name: str | None = None,
     label: str | None = None,
     description: str | None = None,
+    preview: bool = True,
 ) -> Action:
     """Build an :class:`Action` from a function and the decorator's arguments.
 
@@ -240,6 +250,7 @@ def declare_action(
         instance_parameter=instance_parameter,
         context_parameters=context_parameters,
         session_parameters=session_parameters,
+        preview=preview,
     )
 
 

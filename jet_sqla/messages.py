@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import database, encoding
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
+from .coerce import coerce_bool
 from .catalog import Catalog, Collection
 from .declaration import ActionRegistry
 from .errors import (
@@ -35,6 +36,7 @@ from .errors import (
     NotFound,
 )
 from .fields import field_for_column_type
+from .history import RunHistory
 from .options import FieldOptions, OptionsSource, parse_query
 
 __all__ = [
@@ -42,8 +44,11 @@ __all__ = [
     'GET_ACTION_LIST',
     'GET_ELEMENT_STATUS',
     'GET_FIELD_OPTIONS',
+    'GET_RUN',
     'LIST_RECORDS',
+    'LIST_RUNS',
     'MAX_DEPTH',
+    'UNDO_RUN',
     'Dispatcher',
     'Handlers',
     'add_handler',
@@ -58,6 +63,10 @@ GET_FIELD_OPTIONS = 'get_field_options'
 GET_ELEMENT_STATUS = 'get_element_status'
 #: jet_sqla's read-only listing of a collection's rows, used by the console.
 LIST_RECORDS = 'list_records'
+#: Change history (with ``audit=True``): one run, the runs, and taking one back.
+GET_RUN = 'get_run'
+LIST_RUNS = 'list_runs'
+UNDO_RUN = 'undo_run'
 
 #: How deeply a message's params may nest. Jet's forms nest a few levels; a deeper body is hostile,
 #: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
@@ -125,6 +134,7 @@ class Dispatcher:
         handlers: This bridge's handler-style functions.
         listing: Answer ``list_records`` (the console's table of rows); off
             unless the console is on, so a token grants no raw reads by default.
+        history: Answers ``get_run``, ``list_runs`` and ``undo_run``.
     """
 
     def __init__(
@@ -138,6 +148,7 @@ class Dispatcher:
         *,
         engine: sa.Engine,
         listing: bool = False,
+        history: RunHistory | None = None,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -154,6 +165,11 @@ class Dispatcher:
         }
         if listing:
             self._routes[LIST_RECORDS] = self.list_records
+        if history is not None:
+            self.history = history
+            self._routes[GET_RUN] = lambda params, identity, request: history.get_run(params, identity.actor)
+            self._routes[LIST_RUNS] = lambda params, identity, request: history.list_runs(params, identity.actor)
+            self._routes[UNDO_RUN] = self.undo_run
 
     def dispatch(self, name: Any, params: Any, identity: Identity, request: Any = None, *,
                  idempotency_key: str | None = None) -> bytes:
@@ -222,8 +238,13 @@ class Dispatcher:
             raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         return self.executor.execute(
             ExecuteRequest(action, collection=params.get('model'), params=form, actor=identity.actor,
-                           request=request, idempotency_key=key)
+                           request=request, idempotency_key=key, dry_run=_dry_run(params, form))
         )
+
+    def undo_run(self, params: Any, identity: Identity, request: Any) -> bytes:
+        if identity.read_only:
+            raise Forbidden('Read-only users may not undo runs')
+        return self.history.undo_run(params, identity.actor, request)
 
     def get_field_options(self, params: Any, identity: Identity, request: Any) -> bytes:
         field = params.get('field')
@@ -292,6 +313,17 @@ class Dispatcher:
             'records': records,
             'has_more': len(rows) > query.limit,
         })
+
+
+def _dry_run(params: Mapping[str, Any], form: Mapping[str, Any]) -> bool:
+    """``dry_run`` beside ``name``, or inside the form: a boolean, or its usual spellings."""
+    raw = params.get('dry_run', form.get('dry_run'))
+    if raw is None or raw is False:
+        return False
+    try:
+        return coerce_bool(raw)
+    except ValueError:
+        raise InvalidParams({'dry_run': 'expected true or false'}) from None
 
 
 def _listable(value: Any) -> Any:
