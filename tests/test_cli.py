@@ -227,11 +227,13 @@ class TestDbCommand:
         engine = fresh_engine(db_url)
         shown = engine.url.render_as_string(hide_password=True)
         assert invoke('db', 'current', '--database-url', db_url).stdout == (
-            'none: jet_sqla tables are not created; run `jet-sqla db upgrade` (newest: jet_sqla_0001)\n')
+            'none: jet_sqla tables are not created; run `jet-sqla db upgrade` (newest: jet_sqla_0004)\n')
         assert invoke('db', 'upgrade', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: none -> jet_sqla_0001\n')
+            f'jet_sqla tables of {shown}: none -> jet_sqla_0004\n')
         assert sa.inspect(engine).has_table('jet_sqla_action_log')
-        assert invoke('db', 'current', env={'JET_SQLA_DATABASE_URL': db_url}).stdout == 'jet_sqla_0001 (newest)\n'
+        assert invoke('db', 'current', env={'JET_SQLA_DATABASE_URL': db_url}).stdout == 'jet_sqla_0004 (newest)\n'
+        assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
+            f'jet_sqla tables of {shown}: jet_sqla_0004 -> jet_sqla_0001\n')
         assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
             f'jet_sqla tables of {shown}: jet_sqla_0001 -> none\n')
         assert not sa.inspect(engine).has_table('jet_sqla_action_log')
@@ -509,7 +511,7 @@ def test_db_upgrade_from_an_installed_wheel(tmp_path: Path) -> None:
     assert located.stdout.strip().startswith(str(venv)), located.stdout  # the wheel's copy, not the checkout
     upgraded = step('upgrade', [str(venv / 'bin' / 'jet-sqla'), 'db', 'upgrade', '--database-url',
                                 f'sqlite:///{database}'], cwd=elsewhere, env=clean)
-    assert upgraded.stdout.strip().endswith('none -> jet_sqla_0001')
+    assert upgraded.stdout.strip().endswith('none -> jet_sqla_0004')
     engine = sa.create_engine(f'sqlite:///{database}')
     assert {'jet_sqla_action_log', migrations.VERSION_TABLE} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
