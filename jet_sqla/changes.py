@@ -176,19 +176,25 @@ class ChangeCapture:
             model = self._model(state)
             unknown: list[str] = []
             computed: list[str] = []
+            known: dict[str, Any] = {}
             committed = state.committed_state
             for key in model.columns:
                 if key in committed:
-                    if isinstance(state.dict.get(key), ClauseElement):
-                        computed.append(key)
                     if committed[key] is NO_VALUE:  # assigned without being loaded first
                         unknown.append(key)
+                    if isinstance(state.dict.get(key), ClauseElement):
+                        # The flush expires it, and its committed value with it: keep the old value now.
+                        computed.append(key)
+                        if committed[key] is not NO_VALUE:
+                            known[key] = committed[key]
                 elif deleting and key not in state.dict:
                     unknown.append(key)  # a deleted row's unloaded column: needed to insert it again
             if computed:
                 self._computed[state] = computed
             if unknown:
-                self._old[state] = _read_columns(session, state, unknown)
+                known.update(_read_columns(session, state, unknown))
+            if known:
+                self._old[state] = known
 
     def _after_flush(self, session: Session, flush_context: UOWTransaction) -> None:
         # The unit of work's order: table by table, parents first, a table's updates before its
@@ -263,16 +269,16 @@ class ChangeCapture:
 
     def _update(self, session: Session, model: _Model, state: InstanceState[Any]) -> None:
         committed = state.committed_state
-        if not committed:
+        computed = self._computed.get(state)
+        if not committed and not computed:
             return
         old_read = self._old.get(state, {})
-        computed = self._computed.get(state)
         current = _read_columns(session, state, computed) if computed else {}
         fields: dict[str, Any] = {}
         for key in model.columns:
-            if key not in committed:
+            if key not in committed and key not in current:
                 continue
-            old = committed[key]
+            old = committed.get(key, NO_VALUE)
             if old is NO_VALUE:
                 old = old_read.get(key)
             new = current[key] if key in current else state.dict.get(key)

@@ -88,6 +88,14 @@ class Shop:
         def make_counters(n: int, session: Session) -> None:
             session.add_all([Counter(id=index, value=index) for index in range(1, n + 1)])
 
+        @bridge.action(model=Account, for_instance=True, bulk=True)
+        def adjust(accounts: list[Account], session: Session) -> None:
+            """Writes SQLAlchemy cannot know the old or new value of without asking the database."""
+            first, second = accounts
+            first.balance = Account.balance - 10  # a SQL expression: the new value is the database's
+            session.expire(second, ['balance'])
+            second.balance = Decimal('77.00')  # assigned while expired: the old value was never loaded
+
         @bridge.action(model=Account, for_instance=True, preview=False)
         def mail_statement(account: Account) -> None:
             self.called.append('mail_statement')
@@ -185,6 +193,15 @@ class TestDryRun:
         assert accounts(engine) == [(7, 1, Decimal('100.00')), (8, 2, Decimal('5.00')), (9, 2, Decimal('1.50'))]
         with engine.connect() as connection:
             assert connection.execute(sa.select(Counter.id)).scalars().all() == [1]
+
+    def test_values_only_the_database_knows_are_read_from_it(self, plain_shop: Shop, engine: sa.Engine) -> None:
+        result = plain_shop.dry('adjust', 'accounts', ids=[7, 8])
+        assert result.status_code == 200, result.text
+        assert result.json['changes'] == [
+            {'collection': 'accounts', 'id': 7, 'op': 'update', 'fields': {'balance': ['100.00', '90.00']}},
+            {'collection': 'accounts', 'id': 8, 'op': 'update', 'fields': {'balance': ['5.00', '77.00']}},
+        ]
+        assert balances(engine)[7] == Decimal('100.00')
 
     def test_past_max_changes_the_list_is_truncated_and_the_counts_are_whole(
             self, plain_shop: Shop, engine: sa.Engine) -> None:
@@ -356,6 +373,13 @@ class TestUndo:
         undo_row = log_rows(engine)[-1]
         assert (undo_row['action'], undo_row['outcome'], undo_row['undo_of']) == ('undo_run', 'success', run)
         assert shop.message('get_run', run=run).json['undone_by'] == undo.json['run']
+
+    def test_undo_of_values_only_the_database_knew(self, shop: Shop, engine: sa.Engine) -> None:
+        before = balances(engine)
+        run = shop.execute('adjust', 'accounts', ids=[7, 8]).json['run']
+        assert balances(engine)[7] == Decimal('90.00') and balances(engine)[8] == Decimal('77.00')
+        assert shop.message('undo_run', run=run).status_code == 200
+        assert balances(engine) == before
 
     def test_an_undo_after_a_concurrent_change_is_a_409_and_writes_nothing(
             self, shop: Shop, engine: sa.Engine) -> None:
