@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report import Section
 
-BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk')
+BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'changes')
 DEFAULT_POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/postgres'
 
 
@@ -61,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument('--slow-seconds', type=float, default=1.0, help='duration of each slow action (default 1)')
     http.add_argument('--starvation-connections', type=int, default=4,
                       help='wrk connections asking get_action_list while slow actions run (default 4)')
-    db = p.add_argument_group('PostgreSQL benchmarks (bulk, fk)')
+    db = p.add_argument_group('PostgreSQL benchmarks (bulk, fk, changes)')
     db.add_argument('--postgres-url', default=os.environ.get('BENCH_POSTGRES_URL', DEFAULT_POSTGRES_URL),
                     help='a server where a private database bench_<pid> is created and dropped')
     db.add_argument('--bulk-sizes', type=_sizes, default=[1_000, 10_000, 100_000],
@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
                     help="the search term q of the options benchmark (default 777: its 50th match is about "
                          "37,000 rows in)")
     db.add_argument('--fk-rounds', type=int, default=5, help='alternating rounds per options case (default 5)')
+    db.add_argument('--changes-size', type=int, default=1_000, help='rows of the capture benchmark (default 1000)')
+    db.add_argument('--changes-rounds', type=int, default=5,
+                    help='alternating rounds of the capture benchmark, one process per variant each (default 5)')
+    db.add_argument('--changes-runs', type=int, default=10, help='timed runs per variant per round (default 10)')
     p.add_argument('--candidate', type=Path,
                    help='a directory holding a changed copy of the jet_sqla package: the protocol and reference '
                         'benchmarks serve it too, in the same rounds, to show what the change buys')
@@ -95,7 +99,7 @@ def machine() -> str:
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[Section]:
     """Run the selected benchmarks; ``emit`` each section's table as soon as it is done."""
-    from bench import bulk, fk_options, protocol, server_stack, starvation, versus_reference
+    from bench import bulk, changes, fk_options, protocol, server_stack, starvation, versus_reference
     from bench.jet_app import prepare_database
     from bench.postgres import private_database
     from bench.serving import RECOMMENDED, LoadSettings, ServerPool
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if name in args.only:
                 started = time.monotonic()
                 done(name, benchmark(), started)
-    if 'bulk' in args.only or 'fk' in args.only:
+    if {'bulk', 'fk', 'changes'} & set(args.only):
         with private_database(args.postgres_url) as engine:
             if 'bulk' in args.only:
                 started = time.monotonic()
@@ -138,6 +142,10 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if 'fk' in args.only:
                 started = time.monotonic()
                 done('fk', fk_options.run(engine, args.fk_rows, rounds=args.fk_rounds, search=args.fk_search), started)
+            if 'changes' in args.only:
+                started = time.monotonic()
+                done('changes', changes.run(engine, args.changes_size, rounds=args.changes_rounds,
+                                            runs=args.changes_runs), started)
     return sections
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.sql.elements import ClauseElement
@@ -85,12 +86,13 @@ def row_key(collection: str, row_id: Any) -> tuple[str, str]:
 class _Model:
     """What a capture needs to know about one mapped class, worked out once per capture."""
 
-    __slots__ = ('collection', 'order', 'columns', 'secret', 'single_pk')
+    __slots__ = ('collection', 'order', 'columns', 'column_set', 'secret', 'single_pk')
 
     def __init__(self, collection: str, order: int, mapper: Mapper[Any]) -> None:
         self.collection = collection
         self.order = order
         self.columns: tuple[str, ...] = tuple(prop.key for prop in mapper.column_attrs)
+        self.column_set = frozenset(self.columns)
         self.secret = frozenset(key for key in self.columns if audit.is_secret(key))
         self.single_pk = len(mapper.primary_key) == 1
 
@@ -169,26 +171,32 @@ class ChangeCapture:
     def _before_flush(self, session: Session, flush_context: UOWTransaction, instances: Any) -> None:
         self._old.clear()
         self._computed.clear()
-        for obj, deleting in [(obj, False) for obj in session.dirty] + [(obj, True) for obj in session.deleted]:
-            state: InstanceState[Any] = sa.inspect(obj)
-            if state.key is None:
+        deleted = session.deleted
+        for obj in [*session.dirty, *deleted]:
+            state: InstanceState[Any] = instance_state(obj)
+            committed = state.committed_state
+            deleting = obj in deleted
+            if state.key is None or not (committed or deleting):
                 continue
             model = self._model(state)
             unknown: list[str] = []
             computed: list[str] = []
             known: dict[str, Any] = {}
-            committed = state.committed_state
-            for key in model.columns:
-                if key in committed:
-                    if committed[key] is NO_VALUE:  # assigned without being loaded first
-                        unknown.append(key)
-                    if isinstance(state.dict.get(key), ClauseElement):
-                        # The flush expires it, and its committed value with it: keep the old value now.
-                        computed.append(key)
-                        if committed[key] is not NO_VALUE:
-                            known[key] = committed[key]
-                elif deleting and key not in state.dict:
-                    unknown.append(key)  # a deleted row's unloaded column: needed to insert it again
+            values = state.dict
+            # PERF: only the assigned columns are looked at; a run of 1,000 updates assigns one each.
+            for key, old in committed.items():
+                if key not in model.column_set:
+                    continue
+                if old is NO_VALUE:  # assigned without being loaded first
+                    unknown.append(key)
+                if isinstance(values.get(key), ClauseElement):
+                    # The flush expires it, and its committed value with it: keep the old value now.
+                    computed.append(key)
+                    if old is not NO_VALUE:
+                        known[key] = old
+            if deleting:
+                # A deleted row's unloaded columns: needed to insert it again.
+                unknown.extend(key for key in model.columns if key not in values and key not in committed)
             if computed:
                 self._computed[state] = computed
             if unknown:
@@ -206,21 +214,21 @@ class ChangeCapture:
                 continue
             model = self._model(state)
             if is_delete:
-                deletes.append((-model.order, model.collection, _sort_key(state), state))
+                deletes.append((-model.order, model.collection, 0, _sort_key(state), model, state))
             elif state.key is not None:
-                saves.append((model.order, model.collection, 0, _sort_key(state), state))
+                if state.committed_state or state in self._computed:  # else the flush wrote nothing for it
+                    saves.append((model.order, model.collection, 0, _sort_key(state), model, state))
             else:
-                saves.append((model.order, model.collection, 1, getattr(state, 'insert_order', 0) or 0, state))
-        saves.sort(key=_without_state)
-        deletes.sort(key=_without_state)
-        for *_, state in saves:
-            model = self._model(state)
+                saves.append((model.order, model.collection, 1, getattr(state, 'insert_order', 0) or 0, model, state))
+        saves.sort(key=_order)
+        deletes.sort(key=_order)
+        for *_, model, state in saves:
             if state.key is None:
                 self._insert(model, state)
             else:
                 self._update(session, model, state)
-        for *_, state in deletes:
-            self._delete(self._model(state), state)
+        for *_, model, state in deletes:
+            self._delete(model, state)
         self._old.clear()
         self._computed.clear()
 
@@ -275,9 +283,11 @@ class ChangeCapture:
         old_read = self._old.get(state, {})
         current = _read_columns(session, state, computed) if computed else {}
         fields: dict[str, Any] = {}
-        for key in model.columns:
-            if key not in committed and key not in current:
-                continue
+        keys = [key for key in committed if key in model.column_set]
+        keys.extend(key for key in current if key not in committed)
+        if len(keys) > 1:
+            keys.sort(key=model.columns.index)
+        for key in keys:
             old = committed.get(key, NO_VALUE)
             if old is NO_VALUE:
                 old = old_read.get(key)
@@ -307,8 +317,8 @@ def _sort_key(state: InstanceState[Any]) -> Any:
     return state.key[1] if state.key is not None else ()
 
 
-def _without_state(item: tuple[Any, ...]) -> tuple[Any, ...]:
-    return item[:-1]
+def _order(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    return item[:4]
 
 
 def _row_id(model: _Model, state: InstanceState[Any]) -> Any:

@@ -236,6 +236,24 @@ class TestDryRun:
         assert balances(engine)[7] == Decimal('100.00')
 
 
+def test_no_capture_runs_without_a_dry_run_or_history(engine: sa.Engine, make_bridge: Callable[..., Bridge],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from jet_sqla.changes import ChangeCapture
+
+    attached: list[str] = []
+    real_attach = ChangeCapture.attach
+    monkeypatch.setattr(ChangeCapture, 'attach', lambda self, session: (attached.append('x'), real_attach(self, session)))
+    migrations.upgrade(engine)
+    seed(engine)
+    plain = Shop(make_bridge())
+    assert plain.execute('transfer', **TRANSFER).status_code == 200
+    audited_only = Shop(make_bridge(audit=True, history=False))
+    assert audited_only.execute('transfer', **TRANSFER).status_code == 200
+    assert attached == []  # no listener on either session
+    assert plain.dry('transfer', **TRANSFER).status_code == 200
+    assert attached == ['x']
+
+
 # -- history -----------------------------------------------------------------------------------------
 
 
