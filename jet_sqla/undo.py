@@ -46,8 +46,8 @@ class UndoConflict(Conflict):
     def __init__(self, conflicts: Sequence[Mapping[str, Any]]) -> None:
         self.conflicts = list(conflicts)
         shown = len(self.conflicts)
-        super().__init__(f'{shown} change{"s" if shown != 1 else ""} of this run {"were" if shown != 1 else "was"} '
-                         'changed again since; nothing was undone')
+        super().__init__(f'{shown} of the values this run wrote {"have" if shown != 1 else "has"} changed since; '
+                         'nothing was undone')
 
     def details(self) -> dict[str, Any]:
         return {'conflicts': self.conflicts}
