@@ -294,7 +294,7 @@ class Bridge:
             'openapi': openapi.document(prefix=self.prefix, max_body_size=self.max_body_size,
                                         max_ids=self.executor.max_ids,
                                         collections=tuple(collection.name for collection in self.catalog),
-                                        listing=self.console),
+                                        listing=self.console, history=self.executor.history),
         }
 
 

@@ -509,3 +509,31 @@ class TestPermissions:
         assert balances(engine)[7] == Decimal('100.00')
         # The undo of an undo needs the original action's permission too.
         assert other.message('undo_run', {'run': undone.json['run']}).status_code == 403
+
+
+@pytest.mark.parametrize('dialect', ['sqlite'])  # the document does not depend on the database
+def test_the_openapi_document_describes_history_and_real_answers_match(shop: Shop) -> None:
+    from openapi_spec_validator import validate
+
+    from .test_openapi import _validator, fetch_document
+
+    document = fetch_document(shop.bridge.wsgi_app())
+    validate(document)
+    operation = document['paths']['/api/messages/']['post']
+    assert {'get_run', 'list_runs', 'undo_run'} <= set(document['components']['schemas']['Message']['discriminator']['mapping'])
+    request_schema = _validator(document, operation['requestBody']['content']['application/json']['schema'])
+    run = shop.execute('transfer', **TRANSFER).json['run']
+    cases = [
+        ({'name': 'execute_action', 'params': {'name': 'transfer', 'dry_run': True, 'params': TRANSFER}}, 200),
+        ({'name': 'get_run', 'params': {'run': run}}, 200),
+        ({'name': 'list_runs', 'params': {'collection': 'accounts', 'id': 7, 'limit': 5}}, 200),
+        ({'name': 'undo_run', 'params': {'run': run}}, 200),
+        ({'name': 'undo_run', 'params': {'run': run}}, 400),
+        ({'name': 'get_run', 'params': {'run': 999}}, 404),
+    ]
+    for message, status in cases:
+        request_schema.validate(message)
+        result = shop.client.http.simulate_post('/api/messages/', json=message, headers=shop.client.headers)
+        assert result.status_code == status, (message, result.text)
+        _validator(document, operation['responses'][str(status)]['content']['application/json']['schema']).validate(
+            result.json)
