@@ -537,3 +537,28 @@ def test_the_openapi_document_describes_history_and_real_answers_match(shop: Sho
         assert result.status_code == status, (message, result.text)
         _validator(document, operation['responses'][str(status)]['content']['application/json']['schema']).validate(
             result.json)
+
+
+@pytest.mark.parametrize('dialect', ['postgresql', 'mariadb'])  # row locks; SQLite locks the whole file
+def test_an_undo_racing_a_writer_waits_for_its_row_lock_and_sees_its_change(shop: Shop, engine: sa.Engine) -> None:
+    import threading
+    import time
+
+    run = shop.execute('transfer', **TRANSFER).json['run']
+    writer = Session(engine)
+    writer.begin()
+    writer.get_one(Account, 8).balance = Decimal('16.00')
+    writer.flush()  # holds account 8's row lock, not committed yet
+    answers: list[Any] = []
+    undo = threading.Thread(target=lambda: answers.append(shop.message('undo_run', run=run)))
+    undo.start()
+    time.sleep(0.5)
+    assert undo.is_alive(), 'the undo did not wait for the row lock'
+    writer.commit()
+    writer.close()
+    undo.join(15)
+    [result] = answers
+    assert result.status_code == 409, result.text
+    assert result.json['conflicts'] == [
+        {'collection': 'accounts', 'id': 8, 'column': 'balance', 'expected': '15.00', 'actual': '16.00'}]
+    assert balances(engine)[7] == Decimal('90.00') and balances(engine)[8] == Decimal('16.00')
