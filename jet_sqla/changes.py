@@ -86,7 +86,7 @@ def row_key(collection: str, row_id: Any) -> tuple[str, str]:
 class _Model:
     """What a capture needs to know about one mapped class, worked out once per capture."""
 
-    __slots__ = ('collection', 'order', 'columns', 'column_set', 'secret', 'single_pk')
+    __slots__ = ('collection', 'column_set', 'columns', 'order', 'secret', 'single_pk')
 
     def __init__(self, collection: str, order: int, mapper: Mapper[Any]) -> None:
         self.collection = collection

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import database, encoding
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
-from .coerce import coerce_bool
 from .catalog import Catalog, Collection
+from .coerce import coerce_bool
 from .declaration import ActionRegistry
 from .errors import (
     DatabaseUnavailable,

@@ -15,7 +15,15 @@ from typing import Any
 
 from . import encoding
 from .fields import Field
-from .messages import EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, GET_RUN, LIST_RECORDS, LIST_RUNS, UNDO_RUN
+from .messages import (
+    EXECUTE_ACTION,
+    GET_ACTION_LIST,
+    GET_FIELD_OPTIONS,
+    GET_RUN,
+    LIST_RECORDS,
+    LIST_RUNS,
+    UNDO_RUN,
+)
 from .options import MAX_LIMIT
 
 __all__ = ['ERROR_STATUSES', 'build_document', 'document']

@@ -404,7 +404,7 @@ class TestUndo:
         run = shop.execute('reshuffle', 'accounts', ids='7,9').json['run']
         with Session(engine) as session, session.begin():
             session.get_one(Account, 7).balance = Decimal('41.00')  # someone else, since
-            session.add(Account(id=9, owner_id=1, balance=Decimal('0')))  # the deleted id, taken again
+            session.add(Account(id=9, owner_id=1, balance=Decimal(0)))  # the deleted id, taken again
         after = accounts(engine)
         logged = len(log_rows(engine))
         result = shop.message('undo_run', run=run)
@@ -486,7 +486,7 @@ class TestPermissions:
 
         @bridge.action(model=Account, for_instance=True, allow=lambda actor: actor is not None and actor['user'] == 7)
         def empty(account: Account) -> None:
-            account.balance = Decimal('0')
+            account.balance = Decimal(0)
 
         return bridge
 
