@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import Section
@@ -74,9 +74,8 @@ def parser() -> argparse.ArgumentParser:
                          "37,000 rows in)")
     db.add_argument('--fk-rounds', type=int, default=5, help='alternating rounds per options case (default 5)')
     db.add_argument('--changes-size', type=int, default=1_000, help='rows of the capture benchmark (default 1000)')
-    db.add_argument('--changes-rounds', type=int, default=5,
-                    help='alternating rounds of the capture benchmark, one process per variant each (default 5)')
-    db.add_argument('--changes-runs', type=int, default=10, help='timed runs per variant per round (default 10)')
+    db.add_argument('--changes-turns', type=int, default=60,
+                    help='turns of the capture benchmark; each variant runs once per turn (default 60)')
     p.add_argument('--candidate', type=Path,
                    help='a directory holding a changed copy of the jet_sqla package: the protocol and reference '
                         'benchmarks serve it too, in the same rounds, to show what the change buys')
@@ -99,7 +98,15 @@ def machine() -> str:
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[Section]:
     """Run the selected benchmarks; ``emit`` each section's table as soon as it is done."""
-    from bench import bulk, changes, fk_options, protocol, server_stack, starvation, versus_reference
+    from bench import (
+        bulk,
+        changes,
+        fk_options,
+        protocol,
+        server_stack,
+        starvation,
+        versus_reference,
+    )
     from bench.jet_app import prepare_database
     from bench.postgres import private_database
     from bench.serving import RECOMMENDED, LoadSettings, ServerPool
@@ -144,8 +151,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
                 done('fk', fk_options.run(engine, args.fk_rows, rounds=args.fk_rounds, search=args.fk_search), started)
             if 'changes' in args.only:
                 started = time.monotonic()
-                done('changes', changes.run(engine, args.changes_size, rounds=args.changes_rounds,
-                                            runs=args.changes_runs), started)
+                done('changes', changes.run(engine, args.changes_size, turns=args.changes_turns), started)
     return sections
 
 
@@ -162,7 +168,7 @@ def summary(sections: Sequence[Section]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.monotonic()
-    header = (f'jet_sqla benchmarks, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n'
+    header = (f'jet_sqla benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n'
               f'machine: {machine()}\ncommand: python -m bench {" ".join(argv if argv is not None else sys.argv[1:])}\n')
     print(header, flush=True)
     sections = run(args, emit=lambda text: print(text, flush=True))

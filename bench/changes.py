@@ -1,36 +1,39 @@
 """7. What change capture costs: a 1,000-row bulk update, with and without history, and before capture existed.
 
 An action updates the balance of n customers (PostgreSQL), through
-``bridge.execute``. Four variants, each in a fresh child process so that
-two versions of jet_sqla never share one interpreter, run in alternating
-turns, each timing several runs after a warm-up:
+``bridge.execute``. Four variants run in one process, one run each in turn,
+the order rotating every turn, so that each ratio compares runs made
+moments apart:
 
 - **before capture**: the jet_sqla package of the commit before
-  ``jet_sqla/changes.py`` was added (``git archive``), no audit;
+  ``jet_sqla/changes.py`` was added, exported with ``git archive`` and imported
+  under the name ``jet_sqla_before`` (its imports are all relative), no audit;
 - **now, no audit**: this checkout, no dry run and no audit, where no capture
   is attached at all;
 - **now, audit, no history** and **now, audit + history**: this checkout, with
   ``audit=True`` and ``history`` off, then on.
 
-Targets: *now, no audit* within 1.02x of *before capture*; *audit + history*
-within 1.3x of *audit, no history*.
+Each variant has its own engine (and pool). Targets: *now, no audit* within
+1.02x of *before capture*; *audit + history* within 1.3x of *audit, no history*.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import gc
+import importlib
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from bench.bulk import Base, Customer
-from bench.report import Check, Section, median, ms, paired_ratio
+from bench.report import Check, Section, frozen_heap, median, ms, paired_ratio
 
 REPO = Path(__file__).resolve().parents[1]
 ACTION = 'reprice'
@@ -49,14 +52,19 @@ def baseline_commit() -> str:
     return f'{added[-1]}^'
 
 
-def export_package(revision: str, into: Path) -> Path:
-    """``jet_sqla/`` as of ``revision``, unpacked under ``into``; returns the directory to put on sys.path."""
+def import_before(revision: str, into: Path) -> Any:
+    """The ``jet_sqla`` package as of ``revision``, imported as ``jet_sqla_before``."""
     archive = into / 'before.tar'
     subprocess.run(['git', 'archive', '--format=tar', '-o', str(archive), revision, 'jet_sqla'],
                    cwd=REPO, check=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(into, filter='data')
-    return into
+        tar.extractall(into / 'unpacked', filter='data')
+    (into / 'unpacked' / 'jet_sqla').rename(into / 'jet_sqla_before')
+    sys.path.insert(0, str(into))
+    try:
+        return importlib.import_module('jet_sqla_before')
+    finally:
+        sys.path.remove(str(into))
 
 
 def populate(engine: sa.Engine, rows: int) -> None:
@@ -67,8 +75,31 @@ def populate(engine: sa.Engine, rows: int) -> None:
     migrations.upgrade(engine)
 
 
-def run(engine: sa.Engine, size: int, *, rounds: int, runs: int) -> Section:
-    """Time the variants in alternating child processes; ``rounds`` turns of ``runs`` timed runs each."""
+def reprice(customers: list[Customer]) -> None:
+    """The benchmarked action: one ORM update per row, flushed as the run ends."""
+    for customer in customers:
+        customer.balance += 1
+
+
+def _variants(url: str, size: int, before: Any) -> tuple[dict[str, Callable[[], Any]], list[sa.Engine]]:
+    import jet_sqla
+
+    engines: list[sa.Engine] = []
+    calls: dict[str, Callable[[], Any]] = {}
+    ids = list(range(1, size + 1))
+    for name, package, options in ((BEFORE, before, {}), (PLAIN, jet_sqla, {}),
+                                   (AUDIT, jet_sqla, {'audit': True, 'history': False}),
+                                   (HISTORY, jet_sqla, {'audit': True, 'history': True})):
+        engine = sa.create_engine(url)
+        engines.append(engine)
+        bridge = package.Bridge(Base, engine=engine, token='bench', **options)
+        bridge.action(model=Customer, for_instance=True, bulk=True, name=ACTION)(reprice)
+        calls[name] = lambda bridge=bridge: bridge.execute(ACTION, params={'ids': ids})
+    return calls, engines
+
+
+def run(engine: sa.Engine, size: int, *, turns: int) -> Section:
+    """``turns`` turns; in each, every variant runs once, in a rotating order."""
     populate(engine, max(size, 1))
     url = engine.url.render_as_string(hide_password=False)
     revision = baseline_commit()
@@ -78,72 +109,32 @@ def run(engine: sa.Engine, size: int, *, rounds: int, runs: int) -> Section:
     )
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix='jet-sqla-before-') as tmp:
-        paths = {BEFORE: str(export_package(revision, Path(tmp))), PLAIN: str(REPO), AUDIT: str(REPO),
-                 HISTORY: str(REPO)}
-        for round_index in range(max(1, rounds)):
-            shift = round_index % len(VARIANTS)
-            for name in VARIANTS[shift:] + VARIANTS[:shift]:
-                times[name].append(median(_child(paths[name], name, url, size, runs)))
-    before, audit = times[BEFORE], times[AUDIT]
+        before = import_before(revision, Path(tmp))
+        calls, engines = _variants(url, size, before)
+        try:
+            for call in calls.values():  # warm up: pools, statement caches
+                call()
+            with frozen_heap():
+                for turn in range(max(1, turns)):
+                    shift = turn % len(VARIANTS)
+                    for name in VARIANTS[shift:] + VARIANTS[:shift]:
+                        gc.collect()
+                        started = time.perf_counter()
+                        calls[name]()
+                        times[name].append(time.perf_counter() - started)
+        finally:
+            for variant_engine in engines:
+                variant_engine.dispose()
+    before_times, audit = times[BEFORE], times[AUDIT]
     for name in VARIANTS:
-        result.add(name, ms(median(times[name])), f'{paired_ratio(times[name], before):.3f}x',
+        result.add(name, ms(median(times[name])), f'{paired_ratio(times[name], before_times):.3f}x',
                    f'{paired_ratio(times[name], audit):.3f}x' if name in (AUDIT, HISTORY) else '')
-    result.checks.append(Check('no dry run, no audit: now / before capture', paired_ratio(times[PLAIN], before),
-                               '<=', TARGET_PLAIN))
+    result.checks.append(Check('no dry run, no audit: now / before capture',
+                               paired_ratio(times[PLAIN], before_times), '<=', TARGET_PLAIN))
     result.checks.append(Check('audit + history / audit without history', paired_ratio(times[HISTORY], audit),
                                '<=', TARGET_HISTORY))
-    result.notes.append(f'each variant in its own process, {max(1, rounds)} alternating rounds of {runs} timed runs '
-                        '(after 3 untimed), medians per round, medians of per-round ratios')
-    result.notes.append(f'before capture = jet_sqla at {revision} (git archive)')
+    result.notes.append(f'{max(1, turns)} turns, each variant once per turn in a rotating order, '
+                        'one process; medians of per-turn ratios')
+    result.notes.append(f'before capture = jet_sqla at {revision}, imported as jet_sqla_before')
     result.raw = {'times_s': times, 'baseline': revision}
     return result
-
-
-def _child(path: str, variant: str, url: str, size: int, runs: int) -> list[float]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([path, str(REPO)]), BENCH_JET_SQLA_PATH=path)
-    completed = subprocess.run(
-        [sys.executable, '-m', 'bench.changes', variant, url, str(size), str(runs)],
-        cwd=path if variant == BEFORE else REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f'{variant}: {completed.stderr[-2000:]}')
-    timings: list[float] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return timings
-
-
-def reprice(customers: list[Customer]) -> None:
-    """The benchmarked action: one ORM update per row, flushed as the run ends."""
-    for customer in customers:
-        customer.balance += 1
-
-
-def child(variant: str, url: str, size: int, runs: int) -> list[float]:
-    """In a child process: build the bridge ``variant`` asks for and time ``runs`` bulk updates."""
-    import jet_sqla
-    from jet_sqla import Bridge
-
-    expected = Path(os.environ['BENCH_JET_SQLA_PATH']).resolve()
-    if not Path(jet_sqla.__file__).resolve().is_relative_to(expected):
-        raise RuntimeError(f'{variant}: imported {jet_sqla.__file__}, not the copy under {expected}')
-    engine = sa.create_engine(url)
-    options: dict[str, object] = {}
-    if variant in (AUDIT, HISTORY):
-        options = {'audit': True, 'history': variant == HISTORY}
-    bridge = Bridge(Base, engine=engine, token='bench', **options)  # type: ignore[arg-type]
-
-    bridge.action(model=Customer, for_instance=True, bulk=True, name=ACTION)(reprice)
-    ids = list(range(1, size + 1))
-    timings: list[float] = []
-    for index in range(3 + runs):
-        started = time.perf_counter()
-        bridge.execute(ACTION, params={'ids': ids})
-        if index >= 3:
-            timings.append(time.perf_counter() - started)
-    engine.dispose()
-    return timings
-
-
-if __name__ == '__main__':
-    variant_name, database_url, rows, repeats = sys.argv[1:5]
-    print(json.dumps(child(variant_name, database_url, int(rows), int(repeats))))
-

@@ -133,8 +133,9 @@ def test_reference(http_sections: dict[str, Section]) -> None:
 def database_sections() -> dict[str, Section]:
     """The PostgreSQL benchmarks, run once together (they share their private database), by name."""
     require_server(POSTGRES_URL)
-    sections = run_bench('--only', 'bulk,fk', '--postgres-url', POSTGRES_URL, '--bulk-sizes', '600',
-                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1')
+    sections = run_bench('--only', 'bulk,fk,changes', '--postgres-url', POSTGRES_URL, '--bulk-sizes', '600',
+                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1',
+                         '--changes-size', '50', '--changes-turns', '2')
     return {section.benchmark: section for section in sections}
 
 
@@ -142,6 +143,12 @@ def test_bulk(database_sections: dict[str, Section]) -> None:
     section = assert_measured(database_sections['bulk'], rows=4)
     statements = [check.value for check in section.checks if 'statements' in check.name]
     assert statements == [2]  # one SELECT per chunk of 500 ids
+
+
+def test_changes(database_sections: dict[str, Section]) -> None:
+    section = assert_measured(database_sections['changes'], rows=4)
+    assert [check.name for check in section.checks] == [
+        'no dry run, no audit: now / before capture', 'audit + history / audit without history']
 
 
 def test_fk_options(database_sections: dict[str, Section]) -> None:
