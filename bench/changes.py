@@ -11,7 +11,9 @@ moments apart:
 - **now, no audit**: this checkout, no dry run and no audit, where no capture
   is attached at all;
 - **now, audit, no history** and **now, audit + history**: this checkout, with
-  ``audit=True`` and ``history`` off, then on.
+  ``audit=True`` and ``history`` off, then on;
+- **control**: the *before capture* code again, on its own bridge and engine,
+  to show how far apart two identical variants measure on this machine.
 
 Each variant has its own engine (and pool). Targets: *now, no audit* within
 1.02x of *before capture*; *audit + history* within 1.3x of *audit, no history*.
@@ -38,7 +40,9 @@ from bench.report import Check, Section, frozen_heap, median, ms, paired_ratio
 REPO = Path(__file__).resolve().parents[1]
 ACTION = 'reprice'
 BEFORE, PLAIN, AUDIT, HISTORY = 'before capture (no audit)', 'now, no audit', 'now, audit, no history', 'now, audit + history'
-VARIANTS = (BEFORE, PLAIN, AUDIT, HISTORY)
+#: The same code as BEFORE on a bridge and engine of its own: how far apart two identical variants measure.
+CONTROL = 'control: before capture, again'
+VARIANTS = (BEFORE, PLAIN, AUDIT, HISTORY, CONTROL)
 TARGET_PLAIN = 1.02
 TARGET_HISTORY = 1.3
 
@@ -87,7 +91,7 @@ def _variants(url: str, size: int, before: Any) -> tuple[dict[str, Callable[[], 
     engines: list[sa.Engine] = []
     calls: dict[str, Callable[[], Any]] = {}
     ids = list(range(1, size + 1))
-    for name, package, options in ((BEFORE, before, {}), (PLAIN, jet_sqla, {}),
+    for name, package, options in ((BEFORE, before, {}), (CONTROL, before, {}), (PLAIN, jet_sqla, {}),
                                    (AUDIT, jet_sqla, {'audit': True, 'history': False}),
                                    (HISTORY, jet_sqla, {'audit': True, 'history': True})):
         engine = sa.create_engine(url)
@@ -136,5 +140,6 @@ def run(engine: sa.Engine, size: int, *, turns: int) -> Section:
     result.notes.append(f'{max(1, turns)} turns, each variant once per turn in a rotating order, '
                         'one process; medians of per-turn ratios')
     result.notes.append(f'before capture = jet_sqla at {revision}, imported as jet_sqla_before')
+    result.notes.append('the control row is the noise floor: identical code, measured as a variant of its own')
     result.raw = {'times_s': times, 'baseline': revision}
     return result

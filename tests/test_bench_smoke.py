@@ -146,7 +146,7 @@ def test_bulk(database_sections: dict[str, Section]) -> None:
 
 
 def test_changes(database_sections: dict[str, Section]) -> None:
-    section = assert_measured(database_sections['changes'], rows=4)
+    section = assert_measured(database_sections['changes'], rows=5)
     assert [check.name for check in section.checks] == [
         'no dry run, no audit: now / before capture', 'audit + history / audit without history']
 
