@@ -562,3 +562,29 @@ def test_an_undo_racing_a_writer_waits_for_its_row_lock_and_sees_its_change(shop
     assert result.json['conflicts'] == [
         {'collection': 'accounts', 'id': 8, 'column': 'balance', 'expected': '15.00', 'actual': '16.00'}]
     assert balances(engine)[7] == Decimal('90.00') and balances(engine)[8] == Decimal('16.00')
+
+
+@pytest.mark.parametrize('dialect', ['postgresql', 'mariadb'])  # row locks; SQLite locks the whole file
+def test_two_undos_racing_undo_once(shop: Shop, engine: sa.Engine) -> None:
+    import threading
+
+    run = shop.execute('transfer', **TRANSFER).json['run']
+    barrier = threading.Barrier(2)
+    answers: list[Any] = []
+
+    def undo() -> None:
+        client = Client(shop.bridge)  # a client of its own per thread
+        barrier.wait()
+        answers.append(client.message('undo_run', {'run': run}))
+
+    threads = [threading.Thread(target=undo) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert sorted(answer.status_code for answer in answers) == [200, 400], [a.text for a in answers]
+    refused = next(answer for answer in answers if answer.status_code == 400)
+    assert refused.json['code'] == 'already_undone'
+    assert balances(engine)[7] == Decimal('100.00') and balances(engine)[8] == Decimal('5.00')
+    successes = [row for row in log_rows(engine) if row['action'] == 'undo_run' and row['outcome'] == 'success']
+    assert [row['undo_of'] for row in successes] == [run]
