@@ -588,3 +588,45 @@ def test_two_undos_racing_undo_once(shop: Shop, engine: sa.Engine) -> None:
     assert balances(engine)[7] == Decimal('100.00') and balances(engine)[8] == Decimal('5.00')
     successes = [row for row in log_rows(engine) if row['action'] == 'undo_run' and row['outcome'] == 'success']
     assert [row['undo_of'] for row in successes] == [run]
+
+
+def test_undo_restores_enums_and_string_and_uuid_keys(engine: sa.Engine, make_bridge: Callable[..., Bridge]) -> None:
+    import uuid
+
+    from .models import Document, Status, Tag, Tier
+
+    migrations.upgrade(engine)
+    seed(engine)
+    with Session(engine) as session, session.begin():
+        session.add_all([Tag(code='news', title='News'), Tag(code='old', title='Old')])
+    document_id = uuid.UUID('00000000-0000-4000-8000-0000000000aa')
+    bridge = make_bridge(audit=True)
+
+    @bridge.action(model=User, for_instance=True)
+    def reorganize(user: User, session: Session) -> None:
+        user.tier = Tier.GOLD
+        user.status = Status.DONE
+        user.mood = 'grumpy'
+        session.delete(session.get_one(Tag, 'old'))
+        session.add(Document(id=document_id, headline='Moved', tag_code='news'))
+
+    def snapshot() -> list[Any]:
+        with Session(engine) as session:
+            user = session.get_one(User, 1)
+            return [(user.tier, user.status, user.mood), session.scalars(sa.select(Tag.code).order_by(Tag.code)).all(),
+                    session.scalars(sa.select(Document.id)).all()]
+
+    client = Client(bridge)
+    before = snapshot()
+    result = client.execute('reorganize', 'users', ids='1')
+    assert result.status_code == 200, result.text
+    changes = client.message('get_run', {'run': result.json['run']}).json['changes']
+    assert changes[0] == {'collection': 'users', 'id': 1, 'op': 'update',
+                          'fields': {'tier': ['bronze', 'gold'], 'status': ['in-progress', 'done'],
+                                     'mood': [None, 'grumpy']}}
+    assert {(change['collection'], change['op'], str(change['id'])) for change in changes[1:]} == {
+        ('documents', 'insert', str(document_id)), ('tags', 'delete', 'old')}
+    assert snapshot() != before
+    undone = client.message('undo_run', {'run': result.json['run']})
+    assert undone.status_code == 200, undone.text
+    assert snapshot() == before
