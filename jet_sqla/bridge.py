@@ -23,6 +23,7 @@ from .history import RunHistory
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import FieldOptions
 from .params import Param
+from .permissions import JetPermissions
 
 __all__ = ['Bridge']
 
@@ -69,6 +70,9 @@ class Bridge:
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
         default_schema: The schema whose tables get unprefixed names.
+        jet_permissions: Apply the permissions Jet Admin puts in a JWT's
+            project grant: a JWT user runs an action on a collection only as its
+            owner, in its super group, or with ``w`` on that collection.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -93,6 +97,7 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        jet_permissions: bool = False,
         history: bool | None = None,
         max_changes: int = DEFAULT_MAX_CHANGES,
     ) -> None:
@@ -118,7 +123,10 @@ class Bridge:
         self.audit = AuditLog(engine) if audit else None
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
+        if jet_permissions and not self.authenticator.accepts_jwt:
+            raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries,
+                                 permissions=JetPermissions() if jet_permissions else None,
                                  history=audit if history is None else history, max_changes=max_changes)
         self.history = RunHistory(engine, self.catalog, self.actions, self.executor, enabled=self.executor.history)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
@@ -179,6 +187,7 @@ class Bridge:
         name: str | None = None,
         label: str | None = None,
         description: str | None = None,
+        icon: str | None = None,
         preview: bool = True,
     ) -> Callable[[F], F]: ...
 
@@ -196,8 +205,9 @@ class Bridge:
             allow: ``allow(actor) -> bool`` decides who may run it.
             timeout: Seconds each statement may take, where the database supports it.
             name: The action's name; the function's name by default.
-            label: What the operator reads.
+            label: What the operator reads; also sent as ``verbose_name``.
             description: Help text; the docstring by default.
+            icon: The name of the Jet Admin icon shown with the action.
             preview: ``False`` refuses dry runs (for actions whose effects
                 outside the database cannot be skipped).
 

@@ -33,7 +33,8 @@ class ActionContext:
         session: The session of the action's transaction.
         collection: The collection name (``None`` for a common action).
         model: The mapped class (``None`` for a common action).
-        ids: The ids as coerced, in request order, duplicates removed.
+        ids: The ids as coerced, in request order, duplicates removed; for a
+            "select all" (``inverseIds``), the ids it runs on, in primary-key order.
         actor: The JWT's claims, or ``None`` for a shared-token request.
         request: The framework's request object (a ``falcon.Request``), or ``None``.
         action: The action's name.
@@ -77,7 +78,7 @@ class Action:
     __slots__ = (
         'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
         'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session', 'preview',
+        'needs_session', 'icon', 'preview',
     )
 
     def __init__(
@@ -97,9 +98,11 @@ class Action:
         instance_parameter: str | None,
         context_parameters: Sequence[str],
         session_parameters: Sequence[str],
+        icon: str | None = None,
         preview: bool = True,
     ) -> None:
         self.name = name
+        self.icon = icon
         self.function = function
         self.collections = tuple(collections)
         self.for_instance = for_instance
@@ -129,8 +132,11 @@ class Action:
         described: dict[str, Any] = {'name': self.name}
         if self.label is not None:
             described['label'] = self.label
+            described['verbose_name'] = self.label  # the key jet-django used for the same text
         if self.description is not None:
             described['description'] = self.description
+        if self.icon is not None:
+            described['icon'] = self.icon
         if self.collections:
             names = [collection.name for collection in self.collections]
             described['model_action'] = {
@@ -182,6 +188,7 @@ def declare_action(
     name: str | None = None,
     label: str | None = None,
     description: str | None = None,
+    icon: str | None = None,
     preview: bool = True,
 ) -> Action:
     """Build an :class:`Action` from a function and the decorator's arguments.
@@ -196,6 +203,8 @@ def declare_action(
         raise TypeError(f'{owner}: for_instance=True needs model=')
     if timeout is not None and not timeout > 0:
         raise ValueError(f'{owner}: timeout must be a positive number of seconds')
+    if icon is not None and (not isinstance(icon, str) or not icon):
+        raise TypeError(f'{owner}: icon must be the non-empty name of a Jet Admin icon')
     refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
     collections = [catalog.get(ref) for ref in refs]
     if for_instance:
@@ -250,6 +259,7 @@ def declare_action(
         instance_parameter=instance_parameter,
         context_parameters=context_parameters,
         session_parameters=session_parameters,
+        icon=icon,
         preview=preview,
     )
 

@@ -27,6 +27,7 @@ from .auth import Identity
 from .catalog import Catalog, Collection
 from .coerce import coerce_bool
 from .declaration import ActionRegistry
+from .dialect import read_execute_params
 from .errors import (
     DatabaseUnavailable,
     Forbidden,
@@ -232,13 +233,14 @@ class Dispatcher:
             if handler is not None:
                 return _encode_handler_result(handler(EXECUTE_ACTION, params), default=b'{"result":true}')
             raise NotFound(f'Unknown action {str(name)[:100]!r}')
-        form = _decode_params(params.get('params'), 'params.params')
+        form, inverse = read_execute_params(params, _decode_params(params.get('params'), 'params.params'))
         key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
             raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         return self.executor.execute(
             ExecuteRequest(action, collection=params.get('model'), params=form, actor=identity.actor,
-                           request=request, idempotency_key=key, dry_run=_dry_run(params, form))
+                           request=request, idempotency_key=key, inverse=inverse, grant=identity.grant,
+                           dry_run=_dry_run(params, form))
         )
 
     def undo_run(self, params: Any, identity: Identity, request: Any) -> bytes:
