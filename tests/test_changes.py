@@ -225,7 +225,7 @@ class TestDryRun:
 
     def test_a_failed_dry_run_is_the_same_error_as_a_failed_run(self, plain_shop: Shop, engine: sa.Engine) -> None:
         result = plain_shop.dry('transfer', account_from=8, amount='50', account_to=7)
-        assert result.status_code == 400 and result.json['description'] == 'Not enough money'
+        assert result.status_code == 400 and result.json['detail'] == 'Not enough money'
 
     def test_an_audited_dry_run_is_logged_apart_and_leaves_no_success(self, shop: Shop, engine: sa.Engine) -> None:
         result = shop.dry('transfer', **TRANSFER)
@@ -511,8 +511,9 @@ class TestPermissions:
         assert other.message('undo_run', {'run': undone.json['run']}).status_code == 403
 
 
+@pytest.mark.parametrize('problem', [False, True], ids=['jet', 'problem'])
 @pytest.mark.parametrize('dialect', ['sqlite'])  # the document does not depend on the database
-def test_the_openapi_document_describes_history_and_real_answers_match(shop: Shop) -> None:
+def test_the_openapi_document_describes_history_and_real_answers_match(shop: Shop, problem: bool) -> None:
     from openapi_spec_validator import validate
 
     from .test_openapi import _validator, fetch_document
@@ -531,11 +532,14 @@ def test_the_openapi_document_describes_history_and_real_answers_match(shop: Sho
         ({'name': 'undo_run', 'params': {'run': run}}, 400),
         ({'name': 'get_run', 'params': {'run': 999}}, 404),
     ]
+    headers = dict(shop.client.headers) if problem else {'Authorization': shop.client.headers['Authorization']}
     for message, status in cases:
         request_schema.validate(message)
-        result = shop.client.http.simulate_post('/api/messages/', json=message, headers=shop.client.headers)
+        result = shop.client.http.simulate_post('/api/messages/', json=message, headers=headers)
         assert result.status_code == status, (message, result.text)
-        _validator(document, operation['responses'][str(status)]['content']['application/json']['schema']).validate(
+        content_type = result.headers['content-type'].split(';')[0]
+        assert content_type == ('application/problem+json' if problem and status >= 400 else 'application/json')
+        _validator(document, operation['responses'][str(status)]['content'][content_type]['schema']).validate(
             result.json)
 
 
@@ -630,3 +634,20 @@ def test_undo_restores_enums_and_string_and_uuid_keys(engine: sa.Engine, make_br
     undone = client.message('undo_run', {'run': result.json['run']})
     assert undone.status_code == 200, undone.text
     assert snapshot() == before
+
+
+def test_in_jets_dialect_refusals_and_conflicts_read_as_jet_admin_shows_them(shop: Shop, engine: sa.Engine) -> None:
+    jet = Client(shop.bridge, headers={'Authorization': f'Bearer {TOKEN}'})
+    jet.headers = {'Authorization': f'Bearer {TOKEN}'}  # no Accept: problem+json, as Jet Admin's client sends
+    run = shop.execute('transfer', **TRANSFER).json['run']
+    with Session(engine) as session, session.begin():
+        session.get_one(Account, 7).balance = Decimal('1.00')
+    conflict = jet.message('undo_run', {'run': run})
+    assert conflict.status_code == 409
+    assert conflict.json['error_code'] == 'undo_conflict' and conflict.json['detail'].startswith('1 of the values')
+    assert conflict.json['conflicts'][0]['id'] == 7
+    refused = jet.message('undo_run', {'run': 12345})
+    assert refused.status_code == 404 and refused.json['error_code'] == 'not_found'
+    dry = jet.message('execute_action', {'name': 'mail_statement', 'model': 'accounts', 'ids': [7], 'dry_run': True})
+    assert dry.status_code == 400
+    assert dry.json == {'non_field_errors': ["'mail_statement' cannot be previewed: it was declared with preview=False"]}
