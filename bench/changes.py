@@ -5,9 +5,10 @@ An action updates the balance of n customers (PostgreSQL), through
 the order rotating every turn, so that each ratio compares runs made
 moments apart:
 
-- **before capture**: the jet_sqla package of the commit before
-  ``jet_sqla/changes.py`` was added, exported with ``git archive`` and imported
-  under the name ``jet_sqla_before`` (its imports are all relative), no audit;
+- **before capture**: the jet_sqla package of the newest commit in this
+  history without ``jet_sqla/changes.py``, exported with ``git archive`` and
+  imported under the name ``jet_sqla_before`` (its imports are all relative),
+  no audit;
 - **now, no audit**: this checkout, no dry run and no audit, where no capture
   is attached at all;
 - **now, audit, no history** and **now, audit + history**: this checkout, with
@@ -48,12 +49,19 @@ TARGET_HISTORY = 1.3
 
 
 def baseline_commit() -> str:
-    """The parent of the commit that added ``jet_sqla/changes.py``: the code before capture existed."""
-    added = subprocess.run(['git', 'log', '--diff-filter=A', '--format=%H', '--', 'jet_sqla/changes.py'],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    if not added:
-        raise RuntimeError('jet_sqla/changes.py is not in the git history; cannot find the code before it')
-    return f'{added[-1]}^'
+    """The newest commit of this history without ``jet_sqla/changes.py``: the code as it was without capture.
+
+    On a branch that merged others' work, that is the newest merged commit from
+    elsewhere, so the comparison holds everything else equal.
+    """
+    commits = subprocess.run(['git', 'rev-list', '--date-order', 'HEAD'], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    for commit in commits:
+        probe = subprocess.run(['git', 'cat-file', '-e', f'{commit}:jet_sqla/changes.py'], cwd=REPO,
+                               capture_output=True, check=False)
+        if probe.returncode != 0:
+            return commit
+    raise RuntimeError('every commit has jet_sqla/changes.py; there is no code without capture to compare with')
 
 
 def import_before(revision: str, into: Path) -> Any:
