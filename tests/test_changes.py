@@ -651,3 +651,54 @@ def test_in_jets_dialect_refusals_and_conflicts_read_as_jet_admin_shows_them(sho
     dry = jet.message('execute_action', {'name': 'mail_statement', 'model': 'accounts', 'ids': [7], 'dry_run': True})
     assert dry.status_code == 400
     assert dry.json == {'non_field_errors': ["'mail_statement' cannot be previewed: it was declared with preview=False"]}
+
+
+class InheritanceBase(DeclarativeBase):
+    pass
+
+
+class Person(InheritanceBase):
+    __tablename__ = 'people'
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    __mapper_args__ = {'polymorphic_on': 'kind', 'polymorphic_identity': 'person'}  # noqa: RUF012
+
+
+class Engineer(Person):
+    __tablename__ = 'engineers'
+    id: Mapped[int] = mapped_column(sa.ForeignKey('people.id'), primary_key=True)
+    language: Mapped[str] = mapped_column(sa.String(20))
+    __mapper_args__ = {'polymorphic_identity': 'engineer'}  # noqa: RUF012
+
+
+def test_joined_inheritance_rows_are_captured_and_undone_across_both_tables(engine: sa.Engine) -> None:
+    migrations.upgrade(engine)
+    InheritanceBase.metadata.create_all(engine)
+    try:
+        with Session(engine) as session, session.begin():
+            session.add(Engineer(id=1, name='Ada', language='py'))
+        bridge = Bridge(InheritanceBase, engine=engine, token=TOKEN, audit=True)
+
+        @bridge.action(model=Engineer, for_instance=True)
+        def retrain(engineer: Engineer, session: Session) -> None:
+            engineer.name = 'Ada L.'  # a column of the parent table
+            engineer.language = 'rust'  # a column of the child table
+            session.add(Engineer(id=2, name='Bob', language='go'))
+
+        client = Client(bridge)
+        result = client.execute('retrain', 'engineers', ids='1')
+        assert result.status_code == 200, result.text
+        changes = client.message('get_run', {'run': result.json['run']}).json['changes']
+        assert changes == [
+            {'collection': 'engineers', 'id': 1, 'op': 'update',
+             'fields': {'name': ['Ada', 'Ada L.'], 'language': ['py', 'rust']}},
+            {'collection': 'engineers', 'id': 2, 'op': 'insert',
+             'fields': {'id': 2, 'name': 'Bob', 'kind': 'engineer', 'language': 'go'}},
+        ]
+        assert client.message('undo_run', {'run': result.json['run']}).status_code == 200
+        with Session(engine) as session:
+            assert [(e.id, e.name, e.language) for e in session.scalars(sa.select(Engineer))] == [(1, 'Ada', 'py')]
+            assert session.scalars(sa.select(Person.id)).all() == [1]
+    finally:
+        InheritanceBase.metadata.drop_all(engine)
