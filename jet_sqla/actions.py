@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
@@ -132,7 +132,7 @@ class Executor:
     def __init__(
         self,
         catalog: Catalog,
-        sessions: sessionmaker[Session],
+        sessions: Callable[[], Session],
         *,
         audit: AuditLog | None = None,
         max_ids: int = 100_000,
@@ -276,9 +276,10 @@ class Executor:
             request.dry_run or self.history) else None
         transactional = (action.needs_session or self.audit is not None or entry.idempotency_key is not None
                          or request.dry_run)
-        with self._transaction(commit=not request.dry_run) if transactional else nullcontext() as session:
+        with (self._transaction(commit=not request.dry_run) if transactional else nullcontext()) as session, \
+                ExitStack() as capturing:
             if capture is not None and session is not None:
-                capture.attach(session)
+                capturing.enter_context(capture.attached(session))
             if entry.idempotency_key is not None:
                 assert self.audit is not None and session is not None
                 self.audit.claim(session, entry)

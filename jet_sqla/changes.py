@@ -25,7 +25,8 @@ import datetime
 import decimal
 import enum
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -117,11 +118,22 @@ class ChangeCapture:
         self._old: dict[InstanceState[Any], dict[str, Any]] = {}
         self._computed: dict[InstanceState[Any], list[str]] = {}
 
-    def attach(self, session: Session) -> None:
-        """Listen to ``session`` until it is closed; a session serves one run only."""
-        event.listen(session, 'before_flush', self._before_flush)
-        event.listen(session, 'after_flush', self._after_flush)
-        event.listen(session, 'do_orm_execute', self._on_execute)
+    @contextmanager
+    def attached(self, session: Session) -> Iterator[None]:
+        """Listen to ``session`` for the block; the listeners go when it ends.
+
+        An app's session factory may hand out the same session again (a
+        ``scoped_session``): a capture must not outlive its run on it.
+        """
+        listeners = (('before_flush', self._before_flush), ('after_flush', self._after_flush),
+                     ('do_orm_execute', self._on_execute))
+        for name, listener in listeners:
+            event.listen(session, name, listener)
+        try:
+            yield
+        finally:
+            for name, listener in listeners:
+                event.remove(session, name, listener)
 
     def report(self) -> dict[str, Any]:
         """``{"changes", "counts"}``, with ``"truncated": true`` past ``max_changes``."""

@@ -197,6 +197,11 @@ def declare_action(
         TypeError, ValueError: the declaration cannot work; the message names the function.
     """
     owner = function.__qualname__
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(
+            f'{owner} is an async def: jet_sqla runs actions in a thread, inside its own transaction. '
+            'Write a plain def, and use the session jet_sqla gives it (a parameter annotated Session)'
+        )
     if bulk and not for_instance:
         raise TypeError(f'{owner}: bulk=True needs for_instance=True')
     if for_instance and model is None:

@@ -241,8 +241,13 @@ def test_no_capture_runs_without_a_dry_run_or_history(engine: sa.Engine, make_br
     from jet_sqla.changes import ChangeCapture
 
     attached: list[str] = []
-    real_attach = ChangeCapture.attach
-    monkeypatch.setattr(ChangeCapture, 'attach', lambda self, session: (attached.append('x'), real_attach(self, session)))
+    real_attached = ChangeCapture.attached
+
+    def counted(self: ChangeCapture, session: Session) -> Any:
+        attached.append('x')
+        return real_attached(self, session)
+
+    monkeypatch.setattr(ChangeCapture, 'attached', counted)
     migrations.upgrade(engine)
     seed(engine)
     plain = Shop(make_bridge())
@@ -702,3 +707,27 @@ def test_joined_inheritance_rows_are_captured_and_undone_across_both_tables(engi
             assert session.scalars(sa.select(Person.id)).all() == [1]
     finally:
         InheritanceBase.metadata.drop_all(engine)
+
+
+def test_a_scoped_session_handed_out_again_carries_no_capture_of_an_earlier_run(engine: sa.Engine) -> None:
+    """An app's scoped_session gives every run of a thread the same Session: a capture must leave with its run."""
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    seed(engine)
+    scoped = scoped_session(sessionmaker(engine, expire_on_commit=False))
+    try:
+        shop = Shop(Bridge(models_base(), session_factory=scoped, token=TOKEN))
+        first = shop.dry('zero_all', 'accounts')
+        second = shop.dry('zero_all', 'accounts')
+        assert first.status_code == second.status_code == 200, second.text
+        assert second.json['changes'] == first.json['changes']  # recorded once, by this run's capture only
+        session = scoped()
+        for name in ('before_flush', 'after_flush', 'do_orm_execute'):
+            assert not getattr(session.dispatch, name), f'a {name} listener outlived its run'
+    finally:
+        scoped.remove()
+
+
+def models_base() -> type[DeclarativeBase]:
+    from .models import Base
+    return Base

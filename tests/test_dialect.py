@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from jet_sqla import ActionContext, Bridge, migrations
 from jet_sqla.audit import action_log
+from jet_sqla.declaration import declare_action
 from jet_sqla.dialect import read_execute_params
 from jet_sqla.errors import InvalidParams
 
@@ -262,3 +265,15 @@ def test_read_execute_params_refuses_a_non_boolean_flag() -> None:
     with pytest.raises(InvalidParams) as refused:
         read_execute_params({'inverse_ids': 'maybe'}, {})
     assert refused.value.fields == {'inverse_ids': "expected true or false, got 'maybe'"}
+
+
+def test_the_typed_decorator_offers_every_keyword_of_declare_action() -> None:
+    """``Bridge.action``'s overload is what type checkers and editors see; it must not lag behind (``icon``)."""
+    def keywords(function: Any) -> dict[str, Any]:
+        return {name: parameter.default for name, parameter in inspect.signature(function).parameters.items()
+                if parameter.kind is parameter.KEYWORD_ONLY}
+
+    with_options = [overload for overload in typing.get_overloads(Bridge.action) if keywords(overload)]
+    assert len(with_options) == 1
+    assert keywords(with_options[0]) == keywords(declare_action)
+    assert 'icon' in keywords(declare_action)
