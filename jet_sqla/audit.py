@@ -5,6 +5,10 @@ both persist or neither does. A failed run's row is written after the
 rollback, in a transaction of its own. A run with an idempotency key claims
 its key first, inside the action's transaction: a concurrent run with the same
 key waits on the unique index, then finds the stored response.
+
+With change history on, a success's row also holds the run's changes
+(:mod:`jet_sqla.changes`), in the same insert; an undo's row names the run it
+reverts in ``undo_of``, which is unique.
 """
 
 from __future__ import annotations
