@@ -163,8 +163,9 @@ class TestDryRun:
         assert result.json['dry_run'] is True and len(result.json['changes']) == 2
         assert balances(engine)[7] == Decimal('100.00')
 
-    def test_a_bad_dry_run_value_is_a_400_naming_it(self, plain_shop: Shop, engine: sa.Engine) -> None:
-        result = plain_shop.client.message('execute_action', {'name': 'transfer', 'dry_run': 'perhaps',
+    @pytest.mark.parametrize('value', ['perhaps', 2, [], {}, 0.5])
+    def test_a_bad_dry_run_value_is_a_400_naming_it(self, plain_shop: Shop, engine: sa.Engine, value: Any) -> None:
+        result = plain_shop.client.message('execute_action', {'name': 'transfer', 'dry_run': value,
                                                               'params': TRANSFER})
         assert result.status_code == 400
         assert result.json['fields'] == {'dry_run': 'expected true or false'}
