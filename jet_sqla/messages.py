@@ -41,10 +41,12 @@ from .history import RunHistory
 from .options import FieldOptions, OptionsSource, composite_foreign_key, parse_query
 
 __all__ = [
+    'CANCEL_JOB',
     'EXECUTE_ACTION',
     'GET_ACTION_LIST',
     'GET_ELEMENT_STATUS',
     'GET_FIELD_OPTIONS',
+    'GET_JOB',
     'GET_RUN',
     'LIST_RECORDS',
     'LIST_RUNS',
@@ -68,6 +70,9 @@ LIST_RECORDS = 'list_records'
 GET_RUN = 'get_run'
 LIST_RUNS = 'list_runs'
 UNDO_RUN = 'undo_run'
+#: A background run's progress, and stopping it (jet_sqla.jobs).
+GET_JOB = 'get_job'
+CANCEL_JOB = 'cancel_job'
 
 #: How deeply a message's params may nest. Jet's forms nest a few levels; a deeper body is hostile,
 #: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
@@ -174,6 +179,12 @@ class Dispatcher:
             self._routes[GET_RUN] = lambda params, identity, request: history.get_run(params, identity.actor)
             self._routes[LIST_RUNS] = lambda params, identity, request: history.list_runs(params, identity.actor)
             self._routes[UNDO_RUN] = self.undo_run
+        #: Called before each message; the bridge starts its embedded job runner there, in the serving process.
+        self.before: Callable[[], None] | None = None
+
+    def add_route(self, name: str, route: Callable[[Any, Identity, Any], bytes]) -> None:
+        """Answer the message ``name`` with ``route(params, identity, request)``."""
+        self._routes[name] = route
 
     def dispatch(self, name: Any, params: Any, identity: Identity, request: Any = None, *,
                  idempotency_key: str | None = None) -> bytes:
@@ -185,6 +196,8 @@ class Dispatcher:
         if not isinstance(name, str) or not name:
             raise MessageError('"name" must be a non-empty string naming the message', code='missing_name')
         params = _decode_params(params, 'params')
+        if self.before is not None:
+            self.before()
         try:
             if name == EXECUTE_ACTION:
                 return self.execute_action(params, identity, request, idempotency_key=idempotency_key)

@@ -1,7 +1,7 @@
 """Add change history to jet_sqla_action_log: the changes a run made, and the run an undo reverts.
 
 Revision ID: jet_sqla_0004
-Revises: jet_sqla_0001
+Revises: jet_sqla_0003
 Create Date: 2026-12-01
 
 A frozen copy of the two columns ``jet_sqla.audit.action_log`` gained in this
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = 'jet_sqla_0004'
-down_revision = 'jet_sqla_0001'
+down_revision = 'jet_sqla_0003'
 branch_labels = None
 depends_on = None
 
