@@ -291,7 +291,8 @@ class Executor:
                         raise Conflict('This idempotency key was used for a different request') from None
                     if response is not None:
                         entry.outcome = 'replayed'
-                        return _with_run(response, log_id)
+                        # A job's answer names its job, not a run: its chunks are the runs.
+                        return response if request.action.background else _with_run(response, log_id)
                 if attempt > self.retries:
                     raise Conflict('This idempotency key is in use by a run that has not finished') from None
             except Exception as error:
