@@ -223,6 +223,8 @@ class Executor:
             if self.permissions is not None:
                 self.permissions.check(request.grant, collection)
             ids = self._ids(action, collection, request.params, request.inverse)
+            if request.dry_run and action.background and action.for_instance and not request.inverse:
+                ids = sorted(ids)[:action.chunk_size]  # the first chunk, as the job would cut it
             entry.ids = ids
             values = action.form.validate(request.params)
             if entry.idempotency_key is not None:
@@ -280,7 +282,8 @@ class Executor:
         while True:
             attempt += 1
             stage = ['running']  # then 'returned' when the function has returned, 'committing' at the COMMIT
-            attempt_once = self._accept_job if request.action.background else self._attempt
+            # A dry run of a background action runs its first chunk here, as a request, and rolls it back.
+            attempt_once = self._accept_job if request.action.background and not request.dry_run else self._attempt
             try:
                 return attempt_once(request, collection, ids, values, entry, stage)
             except KeyClaimed:
@@ -341,6 +344,8 @@ class Executor:
             if session is not None:
                 session.flush()
             report = capture.report() if capture is not None else None
+            if report is not None and request.dry_run and action.background:
+                report = {**report, 'first_chunk_only': True, 'chunk_size': action.chunk_size}
             body = _result_body(action, result, report if request.dry_run else None)
             entry.outcome = 'success'
             entry.duration_ms = (time.perf_counter() - started) * 1000
@@ -414,7 +419,7 @@ class Executor:
             stage = 'running'
             try:
                 values = action.form.validate(chunk.params)
-                with self._transaction() as session:
+                with self._transaction() as session, ExitStack() as capturing:
                     if not chunk.claim(session):
                         return 'skipped'
                     if action.timeout is not None:
@@ -424,10 +429,17 @@ class Executor:
                     if action.for_instance and not ids:  # every record of the range was excluded, or is gone
                         chunk.complete(session, 0)
                         return 'done'
+                    # A chunk is a run: with history on, its log row holds its changes like any other.
+                    capture = ChangeCapture(self.catalog, max_changes=self.max_changes) if self.history else None
+                    if capture is not None:
+                        capturing.enter_context(capture.attached(session))
                     result = action.function(**self._arguments(session, request, chunk.collection, ids, values))
                     stage = 'returned'
                     entry.response = _result_body(action, result)
                     session.flush()
+                    if capture is not None:
+                        entry.changes = encoding.dumps(capture.report())
+                        capturing.close()
                     entry.outcome = 'success'
                     entry.duration_ms = (time.perf_counter() - started) * 1000
                     if self.audit is not None:
@@ -511,7 +523,11 @@ class Executor:
             arguments[field.name] = instances[0]
         if request.inverse:
             assert collection is not None and collection.pk_attribute and action.instance_parameter
-            instances = self._select(session, action, Selection(collection, ids, inverse=True))
+            selection = Selection(collection, ids, inverse=True)
+            if request.dry_run and action.background:  # the first chunk only, as the job would cut it
+                instances = next(selection.iter_instance_chunks(session, action.chunk_size, lock=action.lock), [])
+            else:
+                instances = self._select(session, action, selection)
             ids = _keys(collection, instances)  # what ran, not what was left out
             arguments[action.instance_parameter] = instances
         elif action.instance_parameter is not None:

@@ -732,3 +732,65 @@ def test_a_scoped_session_handed_out_again_carries_no_capture_of_an_earlier_run(
 def models_base() -> type[DeclarativeBase]:
     from .models import Base
     return Base
+
+
+# -- background actions ------------------------------------------------------------------------------
+
+
+def test_a_dry_run_of_a_background_action_runs_its_first_chunk_only_and_says_so(
+        engine: sa.Engine, make_bridge: Callable[..., Bridge]) -> None:
+    from jet_sqla.jobs import job_table
+
+    from .jobs_helpers import add_counters, counter_values
+
+    migrations.upgrade(engine)
+    add_counters(engine, 25)
+    bridge = make_bridge(audit=True)
+    seen: list[tuple[bool, list[int]]] = []
+
+    @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=10)
+    def bump(counters: list[Counter], ctx: ActionContext) -> None:
+        seen.append((ctx.dry_run, [counter.id for counter in counters]))
+        for counter in counters:
+            counter.value += 1
+
+    client = Client(bridge)
+    before = counter_values(engine)
+    listed = client.message('execute_action', {'name': 'bump', 'model': 'counters', 'dry_run': True,
+                                               'ids': list(range(25, 0, -1))})
+    assert listed.status_code == 200, listed.text
+    assert listed.json['first_chunk_only'] is True and listed.json['chunk_size'] == 10
+    assert [change['id'] for change in listed.json['changes']] == list(range(1, 11))
+    assert listed.json['counts'] == {'counters': {'insert': 0, 'update': 10, 'delete': 0}}
+    everything = client.message('execute_action', {'name': 'bump', 'model': 'counters', 'dry_run': True,
+                                                   'inverseIds': True, 'ids': [1]})
+    assert everything.status_code == 200, everything.text
+    # The first chunk of "all but 1", cut by key range as the job cuts it.
+    assert [change['id'] for change in everything.json['changes']] == list(range(2, 11))
+    assert seen == [(True, list(range(1, 11))), (True, list(range(2, 11)))]
+    assert counter_values(engine) == before  # rolled back
+    with engine.connect() as connection:
+        assert connection.scalar(sa.select(sa.func.count()).select_from(job_table)) == 0  # no job was queued
+
+
+def test_each_chunk_of_a_background_job_records_its_changes(engine: sa.Engine,
+                                                            make_bridge: Callable[..., Bridge]) -> None:
+    from .jobs_helpers import add_counters, wait_for_job
+
+    migrations.upgrade(engine)
+    add_counters(engine, 25)
+    bridge = make_bridge(audit=True)
+
+    @bridge.action(model=Counter, for_instance=True, bulk=True, background=True, chunk_size=10)
+    def bump(counters: list[Counter]) -> None:
+        for counter in counters:
+            counter.value += 1
+
+    client = Client(bridge)
+    accepted = client.message('execute_action', {'name': 'bump', 'model': 'counters', 'inverseIds': True})
+    assert accepted.status_code == 200, accepted.text
+    state = wait_for_job(lambda job: client.message('get_job', {'job': job}).json, accepted.json['job'])
+    assert state['status'] == 'succeeded'
+    chunks = [row for row in log_rows(engine) if row['action'] == 'bump' and row['outcome'] == 'success']
+    changed = sorted(change['id'] for row in chunks for change in json.loads(row['changes'])['changes'])
+    assert len(chunks) == 3 and changed == list(range(1, 26))
