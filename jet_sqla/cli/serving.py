@@ -19,7 +19,8 @@ from .failures import CommandFailed
 from .targets import Loaded, check_databases
 from .wire_errors import install as refuse_in_json
 
-__all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'ServeLogger', 'check_bind', 'serve_app']
+__all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'ServeLogger', 'check_bind', 'normalize_bind',
+           'serve_app']
 
 
 def _cores() -> int:
@@ -45,19 +46,39 @@ class ServeDefaults(NamedTuple):
 SERVE_DEFAULTS = ServeDefaults(workers=max(2, _cores()), threads=8, worker_class='gthread', bind='127.0.0.1:8000')
 
 
+def normalize_bind(bind: str) -> str:
+    """``--bind`` as gunicorn takes it: a bare port becomes ``127.0.0.1:PORT``; every port is checked.
+
+    Raises:
+        ValueError: an address is not ``HOST:PORT`` (or ``unix:PATH``, ``fd://N``), or its port is out of range.
+    """
+    addresses = []
+    for address in (part.strip() for part in bind.split(',')):
+        if not address:
+            continue
+        if address.startswith(('unix:', 'fd://')):
+            addresses.append(address)
+            continue
+        if address.isdigit():
+            address = f'127.0.0.1:{address}'  # loopback, as the default: listening everywhere must be asked for
+        host, separator, port = address.rpartition(':')
+        if not separator or not port.isdigit() or not host.strip('[]'):
+            raise ValueError(f'{address!r}: expected HOST:PORT (or a bare PORT, for 127.0.0.1:PORT)')
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f'{address!r}: the port must be between 0 and 65535')
+        addresses.append(address)
+    if not addresses:
+        raise ValueError('expected HOST:PORT')
+    return ','.join(addresses)
 
 
 def check_bind(bind: str) -> None:
     """Fail with one line, instead of gunicorn's retries, when an address cannot be listened on."""
-    for address in (part.strip() for part in bind.split(',')):
-        if not address or address.startswith(('unix:', 'fd://')):
+    for address in normalize_bind(bind).split(','):
+        if address.startswith(('unix:', 'fd://')):
             continue
-        host, separator, port = address.rpartition(':')
-        if not separator:
-            host, port = address, '8000'  # gunicorn's default port
-        if not port.isdigit():
-            raise CommandFailed(f'--bind {address!r}: expected HOST:PORT')
-        host = host.strip('[]') or '0.0.0.0'
+        host, _, port = address.rpartition(':')
+        host = host.strip('[]')
         family = socket.AF_INET6 if ':' in host else socket.AF_INET
         try:
             with socket.socket(family, socket.SOCK_STREAM) as probe:
