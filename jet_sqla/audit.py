@@ -5,6 +5,10 @@ both persist or neither does. A failed run's row is written after the
 rollback, in a transaction of its own. A run with an idempotency key claims
 its key first, inside the action's transaction: a concurrent run with the same
 key waits on the unique index, then finds the stored response.
+
+With change history on, a success's row also holds the run's changes
+(:mod:`jet_sqla.changes`), in the same insert; an undo's row names the run it
+reverts in ``undo_of``, which is unique.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from . import encoding
 
-__all__ = ['AuditEntry', 'AuditLog', 'KeyClaimed', 'action_log', 'fingerprint', 'metadata', 'redact']
+__all__ = ['AuditEntry', 'AuditLog', 'KeyClaimed', 'action_log', 'fingerprint', 'is_secret', 'metadata', 'redact']
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,10 @@ action_log = sa.Table(
     sa.Column('idempotency_key', sa.String(255), unique=True),
     sa.Column('request_hash', sa.String(64)),
     sa.Column('response', _LONG_TEXT),
+    # Change history (jet_sqla_0004): what a successful run changed, and the run an undo reverts.
+    sa.Column('changes', _LONG_TEXT),
+    # Unique: a run is undone at most once, even by two undos racing each other.
+    sa.Column('undo_of', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), unique=True),
 )
 
 REDACTED = '[redacted]'
@@ -63,6 +71,11 @@ REDACTED = '[redacted]'
 _SECRET_KEY = re.compile(
     r'pass|secret|token|api.?key|private|auth(?!or(?!iz))|credential|card|cvv|ssn|iban', re.IGNORECASE
 )
+
+
+def is_secret(key: str) -> bool:
+    """Whether a key (or a column name) looks like it holds a secret."""
+    return _SECRET_KEY.search(key) is not None
 
 
 def redact(value: Any) -> Any:
@@ -111,6 +124,12 @@ class AuditEntry:
     error: str | None = None
     duration_ms: float | None = None
     response: bytes | None = None
+    #: The run's change history, already encoded; ``None`` when not kept.
+    changes: bytes | None = None
+    #: The log id of the run an undo reverts.
+    undo_of: int | None = None
+    #: This run's own log id, once its row is written.
+    log_id: int | None = None
     created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     def row(self) -> dict[str, Any]:
@@ -127,6 +146,8 @@ class AuditEntry:
             'idempotency_key': self.idempotency_key,
             'request_hash': self.request_hash,
             'response': self.response.decode() if self.response is not None else None,
+            'changes': self.changes.decode() if self.changes is not None else None,
+            'undo_of': self.undo_of,
         }
 
 
@@ -152,21 +173,22 @@ class AuditLog:
             KeyClaimed: another run has committed, or holds, the same key.
         """
         try:
-            session.execute(action_log.insert().values(entry.row()))
+            result = session.execute(action_log.insert().values(entry.row()))
         except exc.IntegrityError:
             raise KeyClaimed(entry.idempotency_key) from None
+        entry.log_id = _inserted_id(result)
 
-    def stored(self, key: str) -> tuple[str | None, bytes | None] | None:
-        """``(request_hash, response)`` committed under ``key``, or ``None``."""
+    def stored(self, key: str) -> tuple[str | None, bytes | None, int] | None:
+        """``(request_hash, response, log id)`` committed under ``key``, or ``None``."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(action_log.c.request_hash, action_log.c.response).where(
+                sa.select(action_log.c.request_hash, action_log.c.response, action_log.c.id).where(
                     action_log.c.idempotency_key == key
                 )
             ).first()
         if row is None:
             return None
-        return row.request_hash, row.response.encode() if row.response is not None else None
+        return row.request_hash, row.response.encode() if row.response is not None else None, int(row.id)
 
     def record_success(self, session: Session, entry: AuditEntry) -> None:
         """Log a success inside the action's transaction; completes a claimed row."""
@@ -176,14 +198,20 @@ class AuditLog:
                 action_log.update().where(action_log.c.idempotency_key == entry.idempotency_key).values(values)
             )
         else:
-            session.execute(action_log.insert().values(values))
+            entry.log_id = _inserted_id(session.execute(action_log.insert().values(values)))
 
     def record_failure(self, entry: AuditEntry) -> None:
-        """Log a failure in a transaction of its own; never raises."""
+        """Log a failure (or a dry run) in a transaction of its own; never raises."""
         values = entry.row()
         values['idempotency_key'] = None  # a failed run does not use up its key
+        values['undo_of'] = None  # nor does a failed undo mark its run as undone
         try:
             with self.engine.begin() as connection:
-                connection.execute(action_log.insert().values(values))
+                entry.log_id = _inserted_id(connection.execute(action_log.insert().values(values)))
         except exc.SQLAlchemyError:
             log.exception('could not write the audit row of a failed %r run', entry.action)
+
+
+def _inserted_id(result: sa.Result[Any]) -> int | None:
+    key = result.inserted_primary_key  # type: ignore[attr-defined]
+    return int(key[0]) if key is not None and key[0] is not None else None

@@ -251,7 +251,7 @@ class TestDbCommand:
     def test_upgrade_current_downgrade(self, db_url: str) -> None:
         engine = fresh_engine(db_url)
         shown = engine.url.render_as_string(hide_password=True)
-        head = 'jet_sqla_0003'
+        head = 'jet_sqla_0004'
         assert invoke('db', 'current', '--database-url', db_url).stdout == (
             f'none: jet_sqla tables are not created; run `jet-sqla db upgrade` (newest: {head})\n')
         assert invoke('db', 'upgrade', '--database-url', db_url).stdout == (
@@ -260,7 +260,10 @@ class TestDbCommand:
         assert sa.inspect(engine).has_table('jet_sqla_job')
         assert invoke('db', 'current', env={'JET_SQLA_DATABASE_URL': db_url}).stdout == f'{head} (newest)\n'
         assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: {head} -> jet_sqla_0001\n')
+            f'jet_sqla tables of {shown}: {head} -> jet_sqla_0003\n')
+        assert 'changes' not in {column['name'] for column in sa.inspect(engine).get_columns('jet_sqla_action_log')}
+        assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
+            f'jet_sqla tables of {shown}: jet_sqla_0003 -> jet_sqla_0001\n')
         assert not sa.inspect(engine).has_table('jet_sqla_job')
         assert invoke('db', 'downgrade', 'base', '--database-url', db_url).stdout == (
             f'jet_sqla tables of {shown}: jet_sqla_0001 -> none\n')
