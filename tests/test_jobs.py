@@ -591,3 +591,32 @@ print(sorted(name for name in ('celery', 'kombu') if name in sys.modules))
                             cwd=str(__import__('pathlib').Path(__file__).resolve().parents[1]))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
+
+
+class TestRunsOfChunks:
+    """How a job's chunks are grouped into Celery tasks: runs of consecutive chunks, each still its own chunk."""
+
+    def test_a_big_job_is_published_as_runs_of_about_task_records_records(self) -> None:
+        from jet_sqla.jobs.runner import group_runs
+
+        runs = group_runs([(seq, 500) for seq in range(2000)], task_records=10_000, min_tasks=16)
+        assert len(runs) == 100 and all(len(run) == 20 for run in runs)
+        assert [seq for run in runs for seq in run] == list(range(2000))  # every chunk once, in order
+
+    def test_a_small_job_still_spreads_over_at_least_min_tasks_tasks(self) -> None:
+        from jet_sqla.jobs.runner import group_runs
+
+        runs = group_runs([(seq, 500) for seq in range(40)], task_records=10_000, min_tasks=16)
+        assert [len(run) for run in runs] == [3] * 13 + [1]
+        assert group_runs([(0, 500), (1, 500)], task_records=10_000, min_tasks=16) == [[0], [1]]
+
+    def test_a_chunk_bigger_than_task_records_is_a_task_of_its_own(self) -> None:
+        from jet_sqla.jobs.runner import group_runs
+
+        assert group_runs([(0, 50_000), (1, 50_000), (4, 3)], task_records=10_000, min_tasks=1) == [[0], [1], [4]]
+
+    def test_only_the_chunks_still_queued_are_grouped(self) -> None:
+        from jet_sqla.jobs.runner import group_runs
+
+        assert group_runs([(2, 100), (3, 100), (7, 100)], task_records=250, min_tasks=1) == [[2, 3, 7]]
+        assert group_runs([], task_records=10_000) == []

@@ -308,6 +308,52 @@ def test_a_lost_publish_is_recovered_by_the_sweep(jobs: tuple[Setup, Client]) ->
         assert connection.scalar(sa.select(job_table.c.published_at).where(job_table.c.id == job)) is not None
 
 
+def _publish_by_hand(client: Client) -> None:
+    """Accepted jobs are recorded, not published: the test publishes their runs itself."""
+    client.bridge.jobs.runner.publish = lambda receipt: None  # type: ignore[method-assign]
+
+
+def test_one_task_runs_a_run_of_chunks_each_in_its_own_transaction(jobs: tuple[Setup, Client]) -> None:
+    setup, client = jobs
+    add_counters(setup.engine, 1_000)
+    _publish_by_hand(client)
+    job = client.execute('bump_small', ids=list(range(1, 1_001))).json['job']
+    client.bridge.jobs.store.mark_published(job)  # so that the sweep leaves it alone
+    runs = client.bridge.jobs.runner.publish_chunks(job, task_records=10**9, min_tasks=2)
+    assert runs == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]  # two messages for ten chunks
+    state = _wait(setup, client, job, timeout=60)
+    assert state['status'] == 'succeeded' and state['done'] == 1_000, state
+    assert set(counter_values(setup.engine).values()) == {1}
+    started = {first_id: pid for _, pid, first_id, _ in setup.trace_lines()}
+    assert sorted(started) == list(range(1, 1_001, 100))  # each chunk called the action once
+    # Each run's five chunks ran in one process, one after another: one task.
+    assert len({started[first_id] for first_id in range(1, 501, 100)}) == 1
+    assert len({started[first_id] for first_id in range(501, 1_001, 100)}) == 1
+
+
+def test_a_worker_process_killed_in_the_middle_of_a_run_of_chunks_gives_exactly_once(
+        jobs: tuple[Setup, Client]) -> None:
+    setup, client = jobs
+    add_counters(setup.engine, 600)
+    _publish_by_hand(client)
+    job = client.execute('bump_small', ids=list(range(1, 601)), sleep=0.4).json['job']
+    client.bridge.jobs.store.mark_published(job)
+    assert client.bridge.jobs.runner.publish_chunks(job, task_records=10**9, min_tasks=1) == [[0, 1, 2, 3, 4, 5]]
+    deadline = time.monotonic() + 60
+    while not (victim := [line for line in setup.trace_lines() if line[2] == 201]):
+        assert time.monotonic() < deadline, setup.worker_log()
+        time.sleep(0.01)
+    os.kill(victim[0][1], signal.SIGKILL)  # inside the third chunk of the run, before its COMMIT
+    state = _wait(setup, client, job, timeout=120)
+    assert state['status'] == 'succeeded' and state['done'] == 600, state
+    values = counter_values(setup.engine)
+    assert set(values.values()) == {1}, {key: value for key, value in values.items() if value != 1}
+    starts = [line[2] for line in setup.trace_lines()]
+    # The run was delivered again: its two committed chunks were skipped, the killed one ran again.
+    assert (starts.count(1), starts.count(101), starts.count(201)) == (1, 1, 2), starts
+    assert [starts.count(first_id) for first_id in (301, 401, 501)] == [1, 1, 1], starts
+
+
 class TestWorkerCommand:
     """``jet-sqla worker`` refuses, in one line, to start without what it needs."""
 

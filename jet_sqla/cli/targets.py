@@ -77,7 +77,8 @@ def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
         factory = True
     if framework_of(value) == 'flask':
         # A WSGI app of its own (bridge.init_app(app) joined it): served as it is.
-        return Loaded(value, _bridges_behind(module), target)
+        mounted = list(getattr(value, 'extensions', {}).get('jet_sqla', []))
+        return Loaded(value, mounted or _bridges_behind(module), target)
     if framework_of(value) in ('starlette', 'falcon-asgi') or _is_asgi(value):
         raise CommandFailed(
             f'{target} is an ASGI app, which gunicorn\'s WSGI workers cannot serve; '

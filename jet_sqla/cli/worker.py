@@ -29,7 +29,10 @@ __all__ = ['worker']
               type=click.Choice(['debug', 'info', 'warning', 'error'], case_sensitive=False),
               help='Env: JET_SQLA_LOG_LEVEL.')
 def worker(target: str | None, concurrency: int, log_format: str, log_level: str) -> None:
-    """Run TARGET's background actions (module:attribute naming its Bridge) on Celery.
+    """Run TARGET's background actions on Celery.
+
+    TARGET is module:attribute naming the Bridge, or the Flask app (or app
+    factory) it is mounted on; a Flask-SQLAlchemy bridge needs the app.
 
     The broker is the Bridge's broker=, or JET_SQLA_BROKER_URL.
     """
@@ -42,6 +45,13 @@ def worker(target: str | None, concurrency: int, log_format: str, log_level: str
     _setup_logging(log_format, log_level)
     loaded = load_target(target, build_app=False)
     bridges = [bridge for bridge in loaded.bridges if getattr(bridge, 'jobs', None) is not None and bridge.jobs.broker]
+    if not bridges and any(getattr(bridge, 'flask_db', None) is not None and getattr(bridge, 'jobs', None) is None
+                           for bridge in loaded.bridges):
+        # Built from db.Model: its database comes from the Flask app, at init_app, which nothing called here.
+        raise CommandFailed(
+            f'{target} is a Flask-SQLAlchemy bridge, which gets its database from the Flask app: '
+            'give the app or its factory instead (module:app or module:create_app, calling bridge.init_app(app))'
+        )
     if not bridges:
         raise CommandFailed(f'{target} has no broker: pass broker= to its Bridge, or set JET_SQLA_BROKER_URL')
     if len(bridges) > 1:

@@ -20,7 +20,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from .. import database, http
 from .mounting import mount_prefix
 
-__all__ = ['flask_session_factory', 'mount_on_flask']
+__all__ = ['EXTENSION', 'flask_session_factory', 'mount_on_flask']
+
+#: The key of ``app.extensions`` that lists the bridges mounted on a Flask app.
+EXTENSION = 'jet_sqla'
 
 
 def flask_session_factory(db: Any) -> Callable[[], Session]:
@@ -63,3 +66,5 @@ def mount_on_flask(bridge: Any, app: flask.Flask) -> None:
 
     # Everything is ready: only now is the app changed.
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {prefix: in_app_context})  # type: ignore[method-assign]
+    # What `jet-sqla worker module:create_app` finds: the bridges this app mounted, wherever they are defined.
+    app.extensions.setdefault(EXTENSION, []).append(bridge)

@@ -25,11 +25,13 @@ from ..errors import DatabaseUnavailable
 if TYPE_CHECKING:
     from .service import Jobs
 
-__all__ = ['PUBLISH_JOB', 'RUN_CHUNK', 'Sweep', 'make_app']
+__all__ = ['PUBLISH_JOB', 'RUN_CHUNK', 'RUN_CHUNKS', 'Sweep', 'make_app']
 
 log = logging.getLogger(__name__)
 
 RUN_CHUNK = 'jet_sqla.run_chunk'
+#: One task for a run of chunks of one job, each chunk still its own transaction (see CeleryRunner.publish_chunks).
+RUN_CHUNKS = 'jet_sqla.run_chunks'
 PUBLISH_JOB = 'jet_sqla.publish_job'
 
 
@@ -66,14 +68,25 @@ def make_app(jobs: Jobs, broker: str, queue: str) -> Celery:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name=RUN_CHUNK, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
+    # shared=False: each app's tasks run its own bridge's jobs; a process holding several apps (tests,
+    # two bridges) must not hand one app's messages to another's closure.
+    @app.task(name=RUN_CHUNK, bind=True, max_retries=None, shared=False)  # type: ignore[untyped-decorator]
     def run_chunk(task: Any, job_id: str, seq: int) -> str:
         try:
             return jobs.run_chunk(job_id, seq)
         except DatabaseUnavailable as error:
             raise task.retry(exc=error, countdown=min(60, 2 ** min(task.request.retries, 6))) from error
 
-    @app.task(name=PUBLISH_JOB)  # type: ignore[untyped-decorator]
+    @app.task(name=RUN_CHUNKS, bind=True, max_retries=None, shared=False)  # type: ignore[untyped-decorator]
+    def run_chunks(task: Any, job_id: str, seqs: list[int]) -> dict[str, int]:
+        # Acknowledged after the whole run. Redelivered (a killed worker, an unreachable database),
+        # it runs the run again: the chunks that committed are found done and skipped.
+        try:
+            return jobs.run_chunks(job_id, seqs)
+        except DatabaseUnavailable as error:
+            raise task.retry(exc=error, countdown=min(60, 2 ** min(task.request.retries, 6))) from error
+
+    @app.task(name=PUBLISH_JOB, shared=False)  # type: ignore[untyped-decorator]
     def publish_job(job_id: str) -> int:
         return jobs.publish_chunks(job_id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -111,9 +111,24 @@ class Jobs:
             log.exception('job %s was recorded but could not be published now; the sweep will', receipt['job'])
 
     def publish_chunks(self, job_id: str) -> int:
-        """Publish every queued chunk of a job to the broker (a worker does this for each new job)."""
+        """Publish every queued chunk of a job to the broker (a worker does this for each new job); returns how many."""
         assert isinstance(self.runner, CeleryRunner)
-        return self.runner.publish_chunks(job_id)
+        return sum(len(run) for run in self.runner.publish_chunks(job_id))
+
+    def run_chunks(self, job_id: str, seqs: Sequence[int]) -> dict[str, int]:
+        """Run a run of chunks of one job, one after another, each in its own transaction.
+
+        Returns:
+            How many chunks were done, skipped (done already, or cancelled) and failed.
+
+        Raises:
+            DatabaseUnavailable: deliver the run again later; its chunks that committed are skipped then.
+        """
+        outcomes = {'done': 0, 'skipped': 0, 'failed': 0}
+        for seq in seqs:
+            outcome = self.run_chunk(job_id, seq)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return outcomes
 
     def run_chunk(self, job_id: str, seq: int) -> str:
         """Run one chunk; returns ``'done'``, ``'skipped'`` or ``'failed'``.

@@ -106,12 +106,16 @@ class JobStore:
             return connection.execute(sa.select(job_table).where(job_table.c.id == job_id)).first()
 
     def queued_seqs(self, job_id: str) -> list[int]:
+        return [seq for seq, _ in self.queued_chunks(job_id)]
+
+    def queued_chunks(self, job_id: str) -> list[tuple[int, int]]:
+        """Each queued chunk of ``job_id`` as ``(seq, records)``, in order."""
         with self.engine.connect() as connection:
-            return list(connection.scalars(
-                sa.select(chunk_table.c.seq)
+            return [(row.seq, row.size) for row in connection.execute(
+                sa.select(chunk_table.c.seq, chunk_table.c.size)
                 .where(chunk_table.c.job_id == job_id, chunk_table.c.status == QUEUED)
                 .order_by(chunk_table.c.seq)
-            ))
+            )]
 
     def unfinished(self) -> list[tuple[str, int]]:
         """Every queued chunk of a job that was not cancelled, oldest job first."""
