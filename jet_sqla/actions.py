@@ -29,9 +29,11 @@ from .errors import (
     InternalError,
     InvalidParams,
     JetError,
+    LockNotGranted,
     MessageError,
     OutcomeUnknown,
     RecordsNotFound,
+    ServerBusy,
     StatementTimeout,
     TooLarge,
 )
@@ -306,6 +308,15 @@ def _as_jet_error(error: BaseException, action: str) -> JetError:
         return StatementTimeout(f'{action!r} ran past its timeout and was rolled back')
     if database.is_retryable(error):
         return DatabaseUnavailable(f'{action!r} could not take its locks; it was rolled back, try again')
+    if database.is_lock_wait_timeout(error):
+        # Another run holds the row: the database is fine, and this run wrote nothing.
+        log.warning('action %r was not granted a lock in time: %s', action, type(error).__name__)
+        return LockNotGranted(f'{action!r} was not granted a lock in time (another run holds it); '
+                              'it was rolled back and nothing was written')
+    if database.is_pool_timeout(error):
+        log.warning('action %r found no free database connection', action)
+        return ServerBusy(f'The server is busy: every database connection is in use; {action!r} did not run, '
+                          'try again')
     if isinstance(error, exc.IntegrityError):
         log.warning('action %r violated a constraint: %s', action, error.orig)
         return Conflict(f'{action!r} conflicts with existing data; it was rolled back')

@@ -19,10 +19,17 @@ from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .messages import Dispatcher, Handlers, default_handlers
-from .options import FieldOptions
+from .options import MAX_SEARCH_LENGTH, FieldOptions
 from .params import Param
 
-__all__ = ['Bridge']
+__all__ = ['DEFAULT_POOL_TIMEOUT', 'DEFAULT_QUERY_TIMEOUT', 'Bridge', 'pool_options']
+
+#: Seconds an options or listing statement may run, by default: a label search answers in
+#: milliseconds, and a longer one holds a database backend for nothing.
+DEFAULT_QUERY_TIMEOUT = 5.0
+#: Seconds a request waits for a pooled connection in engines jet_sqla builds: well under a
+#: client's timeout (Jet Admin waits about 30 s), so a busy server says so instead of timing out.
+DEFAULT_POOL_TIMEOUT = 5.0
 
 log = logging.getLogger('jet_sqla')
 
@@ -63,6 +70,11 @@ class Bridge:
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
         default_schema: The schema whose tables get unprefixed names.
+        query_timeout: Seconds each statement of an options or listing read may
+            run (a search, a page of rows); past it the database stops it and the
+            client gets a 504. ``None`` turns the bound off.
+        max_search_length: The longest search term ``q``, in characters; longer
+            gets a 400.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -87,6 +99,8 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        query_timeout: float | None = DEFAULT_QUERY_TIMEOUT,
+        max_search_length: int = MAX_SEARCH_LENGTH,
     ) -> None:
         if engine is None:
             raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
@@ -112,7 +126,8 @@ class Bridge:
         self.messages = Handlers(parent=default_handlers)
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     self.sessions, self.messages, engine=engine, listing=console)
+                                     self.sessions, self.messages, engine=engine, listing=console,
+                                     read_timeout=query_timeout, max_search_length=max_search_length)
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -137,7 +152,7 @@ class Bridge:
             **kwargs: As for :class:`Bridge`.
         """
         engine = database_url if isinstance(database_url, sa.Engine) else sa.create_engine(
-            database_url, pool_pre_ping=True
+            database_url, pool_pre_ping=True, **pool_options(database_url)
         )
         metadata = sa.MetaData()
         for schema in schemas:
@@ -281,6 +296,15 @@ class Bridge:
                                         collections=tuple(collection.name for collection in self.catalog),
                                         listing=self.console),
         }
+
+
+def pool_options(database_url: str | sa.URL) -> dict[str, Any]:
+    """The pool settings of the engines jet_sqla builds: a pool timeout shorter than a client's."""
+    url = sa.make_url(database_url)
+    # An in-memory SQLite database has a SingletonThreadPool, which has no timeout to set.
+    if url.get_backend_name() == 'sqlite' and url.database in (None, '', ':memory:'):
+        return {}
+    return {'pool_timeout': DEFAULT_POOL_TIMEOUT}
 
 
 def _tokens(token: str | Sequence[str] | None) -> list[str]:

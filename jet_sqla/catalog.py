@@ -89,7 +89,7 @@ class Collection:
         label: The column whose value labels a row in options.
     """
 
-    __slots__ = ('name', 'model', 'table', 'pk', 'pk_attribute', 'label', '_coerce_pk')
+    __slots__ = ('name', 'model', 'table', 'pk', 'pk_attribute', 'label', '_coerce_pk', '_pk_bits')
 
     def __init__(self, name: str, mapper: Mapper[Any], label: sa.Column[Any]) -> None:
         self.name = name
@@ -107,6 +107,7 @@ class Collection:
         self._coerce_pk: Coercer = coercer_for_python_type(
             _python_type(self.pk) if self.pk is not None else str
         )
+        self._pk_bits = integer_bits(self.pk.type) if self.pk is not None else None
 
     def __repr__(self) -> str:
         return f'<Collection {self.name!r} of {self.model.__name__}>'
@@ -122,6 +123,14 @@ class Collection:
             ValueError: ``raw`` is not a valid key.
         """
         return self._coerce_pk(raw)
+
+    def can_exist(self, key: Any, dialect: str) -> bool:
+        """Whether ``key`` fits the primary key's column type on ``dialect``.
+
+        One that does not can name no row: it is simply missing, and is never
+        sent to a database that would refuse to bind it (PostgreSQL's int4).
+        """
+        return bool(fits_integer_column(self._pk_bits, key, dialect))
 
     def coerce_ids(self, raw_ids: Iterable[Any], field: str = 'ids') -> list[Any]:
         """Coerce ids, dropping duplicates and keeping the first-seen order.
@@ -152,6 +161,9 @@ class Collection:
         """
         assert self.pk_attribute is not None, 'a composite primary key cannot be loaded by id'
         pk = getattr(self.model, self.pk_attribute)
+        if self._pk_bits is not None:
+            dialect = session.get_bind().dialect.name
+            ids = [value for value in ids if fits_integer_column(self._pk_bits, value, dialect)]
         ordered = sorted(ids) if lock else list(ids)
         for start in range(0, len(ordered), CHUNK_SIZE):
             statement = sa.select(self.model).where(pk.in_(ordered[start : start + CHUNK_SIZE]))
@@ -159,6 +171,26 @@ class Collection:
                 statement = statement.order_by(pk).with_for_update()
             for instance in session.scalars(statement):
                 yield getattr(instance, self.pk_attribute), instance
+
+
+def integer_bits(column_type: sa.types.TypeEngine[Any]) -> int | None:
+    """How many bits an integer column type holds (16, 32 or 64), or ``None`` for other types."""
+    if isinstance(column_type, sa.BigInteger):
+        return 64
+    if isinstance(column_type, sa.SmallInteger):
+        return 16
+    if isinstance(column_type, sa.Integer):
+        return 32
+    return None
+
+
+def fits_integer_column(bits: int | None, value: Any, dialect: str) -> bool:
+    """Whether ``value`` can be stored in an integer column of ``bits`` on ``dialect``."""
+    if bits is None or not isinstance(value, int) or isinstance(value, bool):
+        return True
+    if dialect == 'sqlite':
+        bits = 64  # every SQLite INTEGER holds 64 bits, whatever the declared type
+    return bool(-(2 ** (bits - 1)) <= value < 2 ** (bits - 1))
 
 
 class Catalog:

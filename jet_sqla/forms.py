@@ -169,9 +169,10 @@ def missing_references(session: Session, references: Sequence[tuple[FormField, A
     the session already, so only the missing ones cost a query.
     """
     missing: dict[str, str] = {}
+    dialect = session.get_bind().dialect.name
     for field, key in references:
         assert field.related is not None
-        if session.get(field.related.model, key) is None:
+        if not field.related.can_exist(key, dialect) or session.get(field.related.model, key) is None:
             missing[field.name] = f'no {field.related.name} record with id {key!r}'
     return missing
 

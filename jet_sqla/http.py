@@ -30,6 +30,7 @@ from .errors import (
     MessageError,
     NotFound,
     OutcomeUnknown,
+    ServerBusy,
     StatementTimeout,
     TooLarge,
     Unauthorized,
@@ -105,6 +106,7 @@ _ERROR_CLASSES: tuple[tuple[type[JetError], type[_Detailed]], ...] = (
     (Conflict, Clash),
     (TooLarge, PayloadTooLarge),
     (DatabaseUnavailable, Unavailable),
+    (ServerBusy, Unavailable),
     (StatementTimeout, Timeout),
     (InternalError, ServerError),
 )
@@ -121,7 +123,7 @@ def to_http_error(error: JetError) -> falcon.HTTPError:
     if http_class is Unauthenticated:
         kwargs['challenges'] = ['Bearer', 'JWT']
     if http_class is Unavailable and not isinstance(error, OutcomeUnknown):
-        kwargs['retry_after'] = 1  # safe: nothing was written
+        kwargs['retry_after'] = 1  # safe: nothing was written (nor run, when the server was busy)
     http_error = http_class(**kwargs)
     http_error.details = error.details()
     return http_error

@@ -33,9 +33,12 @@ from .errors import (
     JetError,
     MessageError,
     NotFound,
+    SearchTooComplex,
+    ServerBusy,
+    StatementTimeout,
 )
 from .fields import field_for_column_type
-from .options import FieldOptions, OptionsSource, parse_query
+from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, parse_query
 
 __all__ = [
     'EXECUTE_ACTION',
@@ -125,6 +128,10 @@ class Dispatcher:
         handlers: This bridge's handler-style functions.
         listing: Answer ``list_records`` (the console's table of rows); off
             unless the console is on, so a token grants no raw reads by default.
+        read_timeout: Seconds each statement of an options or listing read may
+            run; past it the database stops it and the client gets a 504.
+            ``None``: no bound.
+        max_search_length: The longest ``q``, in characters.
     """
 
     def __init__(
@@ -138,8 +145,12 @@ class Dispatcher:
         *,
         engine: sa.Engine,
         listing: bool = False,
+        read_timeout: float | None = None,
+        max_search_length: int = MAX_SEARCH_LENGTH,
     ) -> None:
         self.catalog = catalog
+        self.read_timeout = read_timeout
+        self.max_search_length = max_search_length
         self.engine = engine
         self.actions = actions
         self.field_options = field_options
@@ -180,6 +191,16 @@ class Dispatcher:
         except JetError:
             raise
         except Exception as error:
+            if database.is_timeout(error):
+                log.warning('a %r read ran past its timeout of %s s and was stopped', name, self.read_timeout)
+                raise StatementTimeout(f'The {name!r} query ran past its timeout of {self.read_timeout} s and was '
+                                       'stopped; narrow the search') from error
+            if database.is_pattern_too_complex(error):
+                raise SearchTooComplex('The search term is too long or complex for the database; shorten it') \
+                    from error
+            if database.is_pool_timeout(error):
+                log.warning('no database connection came free for %r', name)
+                raise ServerBusy('The server is busy: every database connection is in use; try again') from error
             # Options, listings and handlers read outside an action's transaction; an
             # outage there is as much the client's to retry as one inside an action.
             if database.is_unavailable(error):
@@ -229,7 +250,7 @@ class Dispatcher:
         field = params.get('field')
         if not isinstance(field, str) or not field:
             raise InvalidParams({'field': 'expected the name of a field'})
-        query = parse_query(params, identity.actor)
+        query = parse_query(params, identity.actor, max_search_length=self.max_search_length)
         source = self._options_source(params, field)
         if source is None:
             handler = self.handlers.get_handler(GET_FIELD_OPTIONS)
@@ -239,10 +260,12 @@ class Dispatcher:
             raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options')
         if source.needs_session:
             with self.sessions() as session:
+                database.limit_reads(session.connection(), self.read_timeout)
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
             with self.engine.connect() as connection:
+                database.limit_reads(connection, self.read_timeout)
                 options = source.options(connection, query)
         else:
             options = source.options(None, query)
@@ -283,6 +306,7 @@ class Dispatcher:
         order = list(table.primary_key.columns)
         statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
         with self.sessions() as session:
+            database.limit_reads(session.connection(), self.read_timeout)
             rows = session.execute(statement).mappings().all()
         records = [{key: _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({

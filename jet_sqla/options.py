@@ -19,12 +19,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection
+from .catalog import Catalog, Collection, fits_integer_column, integer_bits
 from .errors import InvalidParams
 
 __all__ = [
     'DEFAULT_LIMIT',
     'MAX_LIMIT',
+    'MAX_SEARCH_LENGTH',
     'CustomOptions',
     'EnumOptions',
     'ForeignKeyOptions',
@@ -38,6 +39,11 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: The longest search term, in characters. A search is a label lookup; a long one is only a way
+#: to make the database scan (a 100 KB term held a PostgreSQL backend for 22 s).
+MAX_SEARCH_LENGTH = 200
+#: The largest ``offset``: PostgreSQL binds it as a 32-bit integer.
+MAX_OFFSET = 2**31 - 1
 
 #: Jet Admin's named colors. A value always gets the same one.
 PALETTE = ('blue', 'green', 'orange', 'purple', 'red', 'teal', 'yellow', 'pink', 'indigo', 'gray')
@@ -183,6 +189,7 @@ class ForeignKeyOptions(OptionsSource):
         if column is None:
             raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
         self.value_column: sa.Column[Any] = column
+        self._value_bits = integer_bits(column.type)
         label = related.label
         # PERF: the statement is built once; a request only binds its limit and offset.
         self._page = (
@@ -201,7 +208,13 @@ class ForeignKeyOptions(OptionsSource):
                 after = self.related.coerce_id(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
-            statement = statement.where(self.value_column > after)
+            dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+            if not fits_integer_column(self._value_bits, after, dialect):
+                if after > 0:
+                    return []  # nothing can come after a value past the column's largest
+                # every value comes after one below the column's smallest: no condition
+            else:
+                statement = statement.where(self.value_column > after)
         # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
         rows = session.execute(statement, {'limit': query.limit, 'offset': query.offset}).all()
         return [Option(value, str(label) if label is not None else str(value)) for value, label in rows]
@@ -261,7 +274,8 @@ def column_options(catalog: Catalog, collection: Collection, column: sa.Column[A
     return None
 
 
-def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = None) -> OptionsQuery:
+def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = None, *,
+                max_search_length: int = MAX_SEARCH_LENGTH) -> OptionsQuery:
     """Read ``form``, ``q``, ``limit``, ``offset`` and ``after`` from a message's params.
 
     Raises:
@@ -277,8 +291,10 @@ def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = Non
         errors['q'] = 'expected a string'
     elif q is not None and '\x00' in q:
         errors['q'] = 'must not contain NUL characters'
+    elif q is not None and len(q) > max_search_length:
+        errors['q'] = f'at most {max_search_length} characters, got {len(q)}'
     limit = _bounded_int(params.get('limit'), DEFAULT_LIMIT, 1, MAX_LIMIT, 'limit', errors)
-    offset = _bounded_int(params.get('offset'), 0, 0, 2**62, 'offset', errors)
+    offset = _bounded_int(params.get('offset'), 0, 0, MAX_OFFSET, 'offset', errors)
     if errors:
         raise InvalidParams(errors)
     return OptionsQuery(form=form, q=q or None, limit=limit, offset=offset, after=params.get('after'), actor=actor)

@@ -152,7 +152,12 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._drop(arriving)
             return
         if not data:
-            self._drop(arriving)
+            if arriving.buffer:
+                # The client stopped sending: what did arrive is answered as gthread would answer it
+                # (a cut body is the app's 400, a cut request line gunicorn's), with no more to wait for.
+                self._hand_over(arriving)
+            else:
+                self._drop(arriving)
             return
         arriving.buffer += data
         self._advance(arriving)
@@ -213,8 +218,12 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             arriving.chunk_offset = arriving.header_end
             reserve = self.max_buffered_body
         elif length:
+            if length > self.max_buffered_body:
+                # Too large to hold: the app sees the headers now (jet_sqla answers 413 without reading),
+                # and a thread reads the body, under the body deadline on every read.
+                return False
             arriving.body_needed = length
-            reserve = min(length, self.max_buffered_body)
+            reserve = length
         else:
             return False
         if self._buffered + reserve > self.buffer_budget:

@@ -148,7 +148,7 @@ class TestServerSettings:
                                                        bind='127.0.0.1:8000')
         help_text = invoke('serve', '--help').stdout
         assert f'[default: {max(2, cores)}]' in help_text
-        assert '[default: jet_sqla.workers.BufferingWorker]' in help_text
+        assert '[default:jet_sqla.workers.BufferingWorker]' in ''.join(help_text.split())
 
     def test_gunicorn_gets_the_settings_and_each_worker_its_own_pool(self, tmp_path: Path) -> None:
         os.environ['JET_SQLA_DATABASE_URL'] = sqlite_url(tmp_path)
