@@ -19,7 +19,7 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import database, encoding
-from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
+from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
 from .catalog import Catalog, Collection
 from .declaration import Action, ActionContext, Actor
 from .errors import (
@@ -29,6 +29,7 @@ from .errors import (
     InternalError,
     InvalidParams,
     JetError,
+    KeyBelongsToAnother,
     LockNotGranted,
     MessageError,
     OutcomeUnknown,
@@ -193,7 +194,13 @@ class Executor:
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:
-                    request_hash, response = stored
+                    request_hash, response, owner = stored
+                    if owner is not None and owner != key_owner(entry.actor):
+                        # Another actor's key: its response is not this caller's to see.
+                        log.warning('idempotency key of %s reused by %s for %r; refused', owner,
+                                    key_owner(entry.actor), request.action.name)
+                        raise KeyBelongsToAnother('This idempotency key belongs to another user; '
+                                                  'use a key of your own') from None
                     if request_hash != entry.request_hash:
                         raise Conflict('This idempotency key was used for a different request') from None
                     if response is not None:

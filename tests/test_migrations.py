@@ -39,7 +39,7 @@ class TestStandalone:
         assert migrations.current(engine) == ()
         migrations.upgrade(engine)
         assert JET_TABLES <= tables(engine)
-        assert migrations.current(engine) == migrations.heads() == ('jet_sqla_0001',)
+        assert migrations.current(engine) == migrations.heads() == ('jet_sqla_0002',)
         assert schema_differences(engine, audit.metadata) == []
         unique = sa.inspect(engine).get_unique_constraints(audit.action_log.name)
         indexes = sa.inspect(engine).get_indexes(audit.action_log.name)
@@ -59,7 +59,7 @@ class TestStandalone:
     def test_upgrade_twice_changes_nothing_and_downgrade_removes_the_tables(self, engine: sa.Engine) -> None:
         migrations.upgrade(engine)
         migrations.upgrade(engine)
-        assert migrations.current(engine) == ('jet_sqla_0001',)
+        assert migrations.current(engine) == ('jet_sqla_0002',)
         migrations.downgrade(engine, 'base')
         assert migrations.current(engine) == ()
         assert audit.action_log.name not in tables(engine)
@@ -70,7 +70,7 @@ class TestStandalone:
         assert 'alembic_version' not in tables(engine)
         with engine.connect() as connection:
             rows = connection.execute(sa.text(f'SELECT version_num FROM {migrations.VERSION_TABLE}')).all()
-        assert [row[0] for row in rows] == ['jet_sqla_0001']
+        assert [row[0] for row in rows] == ['jet_sqla_0002']
 
     def test_audit_table_works_once_migrated(self, engine: sa.Engine) -> None:
         migrations.upgrade(engine)
@@ -87,7 +87,7 @@ class TestStandalone:
 class TestScripts:
     def test_branch_label_and_location(self) -> None:
         script = ScriptDirectory.from_config(migrations.config())
-        assert script.get_revision(f'{migrations.BRANCH}@head').revision == 'jet_sqla_0001'  # type: ignore[union-attr]
+        assert script.get_revision(f'{migrations.BRANCH}@head').revision == 'jet_sqla_0002'  # type: ignore[union-attr]
         location = Path(migrations.script_location())
         assert (location / 'env.py').is_file() and (location / 'script.py.mako').is_file()
         # The version_locations entry users copy resolves, through Alembic itself, to the shipped scripts.
@@ -159,7 +159,7 @@ class TestMergedIntoUsersTree:
         assert migrations.VERSION_TABLE not in tables(engine)  # the user's tree records both branches itself
         with engine.connect() as connection:
             versions = {row[0] for row in connection.execute(sa.text('SELECT version_num FROM alembic_version'))}
-        assert versions == {'shop_0001', 'jet_sqla_0001'}
+        assert versions == {'shop_0001', 'jet_sqla_0002'}
         assert schema_differences(engine, audit.metadata) == []
 
     def test_one_branch_at_a_time(self, engine: sa.Engine, tmp_path: Path) -> None:
