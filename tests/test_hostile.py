@@ -340,3 +340,27 @@ def test_console_files_answer_get_and_head_only(make_bridge: Callable[..., Bridg
         result = http.simulate_request(method, '/api/console/console.js')
         assert_error(result, 405, 'method_not_allowed')
         assert set(result.headers['allow'].replace(' ', '').split(',')) == {'GET', 'HEAD'}
+
+
+@pytest.mark.parametrize(('read_only', 'restricted'), [
+    (True, True), ('true', True), (1, True), ('yes', True), ('True', True), ([1], True),
+    (False, False), (0, False), ('false', False), ('0', False), (None, False),
+])
+def test_any_truthy_read_only_means_read_only(make_bridge: Callable[..., Bridge], engine: sa.Engine,
+                                              read_only: Any, restricted: bool) -> None:
+    from .test_jwt import PROJECT, Keys, as_jwt
+
+    keys = Keys()
+    bridge = make_bridge(jwt_public_key=keys.public_pem, project=PROJECT)
+
+    @bridge.action()
+    def ping() -> dict[str, str]:
+        return {'pong': 'yes'}
+
+    client = Client(bridge, headers=as_jwt(keys.token(read_only=read_only)))
+    assert client.message('get_action_list').status_code == 200
+    result = client.execute('ping')
+    if restricted:
+        assert_error(result, 403, 'forbidden')
+    else:
+        assert result.json == {'result': True, 'pong': 'yes'}
