@@ -290,6 +290,8 @@ class Dispatcher:
         return self.field_options.for_column(collection, field) if collection is not None else None
 
     def _collection(self, name: Any, *, allow_handler: bool = False) -> Collection | None:
+        if name == '' and allow_handler and self.handlers.get_handler(GET_FIELD_OPTIONS) is not None:
+            return None  # the document says a string, and "" is one: a handler may know what it means
         if not isinstance(name, str) or not name:
             raise InvalidParams({'model': 'expected a collection name'})
         if name in self.catalog:
