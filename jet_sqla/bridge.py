@@ -125,8 +125,13 @@ class Bridge:
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
+        #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
+        #: carry the statement timeout (see database.read_engine); elsewhere, ``engine`` itself.
+        self.read_engine = database.read_engine(engine, query_timeout)
+        read_sessions = sessionmaker(self.read_engine, expire_on_commit=False) \
+            if self.read_engine is not engine else self.sessions
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     self.sessions, self.messages, engine=engine, listing=console,
+                                     read_sessions, self.messages, engine=self.read_engine, listing=console,
                                      read_timeout=query_timeout, max_search_length=max_search_length)
         self.prefix = prefix
         self.max_body_size = max_body_size

@@ -8,6 +8,7 @@ and ``code`` (:func:`assert_error`), whatever the error body's shape.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -261,8 +262,10 @@ def test_pool_exhaustion_is_a_503_saying_busy_with_retry_after(db_url: str) -> N
         user.name = 'renamed'
 
     client = Client(bridge)
-    with engine.connect() as held:  # the only connection
-        held.execute(sa.text('SELECT 1'))
+    # The only connection of each pool (on PostgreSQL, reads have a pool of their own).
+    with contextlib.ExitStack() as stack:
+        for pool_engine in {id(engine): engine, id(bridge.read_engine): bridge.read_engine}.values():
+            stack.enter_context(pool_engine.connect()).execute(sa.text('SELECT 1'))
         started = time.monotonic()
         result = client.execute('rename', 'users', ids='1')
         waited = time.monotonic() - started
