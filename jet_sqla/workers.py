@@ -47,6 +47,11 @@ from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
+try:
+    from gunicorn.http2 import negotiation as _negotiation
+except ImportError:  # pragma: no cover - a gunicorn without HTTP/2
+    _negotiation = None
+
 __all__ = ['BufferingWorker']
 
 _HEADER_END = re.compile(rb'\r?\n\r?\n')
@@ -131,26 +136,28 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
             self._evict_oldest()
         self._arriving[id(conn)] = arriving
         conn.sock.setblocking(False)
-        if self._advance(arriving):
+        # PERF: a kept-alive connection is here because it is readable, and a new one often has
+        # its request waiting already: read at once, and skip the poller when it is all there.
+        if self._advance(arriving) or self._receive(arriving):
             return
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, arriving))
         arriving.registered = True
 
     def _h2c_possible(self, conn: Any) -> bool:
-        try:
-            from gunicorn.http2 import negotiation
-        except ImportError:  # pragma: no cover - a gunicorn without HTTP/2
-            return False
-        return bool(negotiation.prior_knowledge_allowed(self.cfg, conn.client))
+        return _negotiation is not None and bool(_negotiation.prior_knowledge_allowed(self.cfg, conn.client))
 
     def _on_readable(self, arriving: _Arriving, _sock: Any) -> None:
+        self._receive(arriving)
+
+    def _receive(self, arriving: _Arriving) -> bool:
+        """Read what has arrived; whether the request has left the loop."""
         try:
             data = arriving.conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             self._drop(arriving)
-            return
+            return True
         if not data:
             if arriving.buffer:
                 # The client stopped sending: what did arrive is answered as gthread would answer it
@@ -158,9 +165,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                 self._hand_over(arriving)
             else:
                 self._drop(arriving)
-            return
+            return True
         arriving.buffer += data
-        self._advance(arriving)
+        return self._advance(arriving)
 
     def _advance(self, arriving: _Arriving) -> bool:
         """Whether ``arriving`` has left the loop: handed to a thread, answered or dropped."""
