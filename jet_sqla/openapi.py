@@ -16,7 +16,7 @@ from typing import Any
 from . import encoding
 from .fields import Field
 from .messages import EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, LIST_RECORDS
-from .options import MAX_LIMIT
+from .options import MAX_LIMIT, MAX_OFFSET, MAX_SEARCH_LENGTH
 
 __all__ = ['ERROR_STATUSES', 'build_document', 'document']
 
@@ -80,9 +80,11 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
     }
     options_query = {
         'form': {'type': 'object', 'description': 'The other values of the form.'},
-        'q': {'type': 'string', 'description': 'A search term, matched case-insensitively.'},
+        'q': {'type': 'string', 'maxLength': MAX_SEARCH_LENGTH,
+              'description': 'A search term, matched case-insensitively. At most 200 characters by default '
+                             '(Bridge(max_search_length=)); longer is a 400.'},
         'limit': {'type': 'integer', 'minimum': 1, 'maximum': MAX_LIMIT},
-        'offset': {'type': 'integer', 'minimum': 0},
+        'offset': {'type': 'integer', 'minimum': 0, 'maximum': MAX_OFFSET},
         'after': {'description': 'Keyset paging: only options whose value comes after this one.'},
     }
     return {

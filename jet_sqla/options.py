@@ -25,6 +25,7 @@ from .errors import InvalidParams
 __all__ = [
     'DEFAULT_LIMIT',
     'MAX_LIMIT',
+    'MAX_OFFSET',
     'MAX_SEARCH_LENGTH',
     'CustomOptions',
     'EnumOptions',
