@@ -1,11 +1,11 @@
 # `make test` sets up everything the suite needs on a fresh machine, then runs it.
-# `.ci/run` calls exactly `make test`; with CI=true the PostgreSQL and MariaDB
-# legs fail instead of skipping when their servers are unreachable.
+# `.ci/run` calls exactly `make test`; with CI=true the PostgreSQL, MariaDB, Redis
+# and RabbitMQ legs fail instead of skipping when their servers are unreachable.
 
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: test install system-packages demo
+.PHONY: test install system-packages services demo
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install system-packages
+# Starts PostgreSQL, MariaDB, Redis and RabbitMQ on loopback when they are installed but not running.
+services:
+	bash scripts/services.sh
+
+test: install system-packages services
 	$(VENV)/bin/pytest
 
 demo: install

@@ -356,11 +356,11 @@ class TestCoerced:
         def count(n: int) -> None:
             seen.append(n)
 
-        caplog.set_level(logging.DEBUG, logger='jet_sqla.params')
+        caplog.set_level(logging.DEBUG, logger='jet_sqla.forms')
         result = client.execute('count', n='3', surprise='x', other=1, ids='')
         assert result.status_code == 200, result.text
         assert seen == [3]
-        (record,) = [r for r in caplog.records if r.name == 'jet_sqla.params']
+        (record,) = [r for r in caplog.records if r.name == 'jet_sqla.forms']
         assert record.levelno == logging.DEBUG
         assert record.getMessage() == 'ignoring unknown form keys: other, surprise'
 
