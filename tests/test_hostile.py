@@ -374,3 +374,12 @@ def test_any_truthy_read_only_means_read_only(make_bridge: Callable[..., Bridge]
         assert_error(result, 403, 'forbidden')
     else:
         assert result.json == {'result': True, 'pong': 'yes'}
+
+
+def test_any_json_number_encodes_with_either_library() -> None:
+    from jet_sqla import encoding
+
+    import json
+
+    value = {'exp': 2**64, 'big': [-(2**70), 10**30], 'small': 1}
+    assert json.loads(encoding.dumps(value)) == value  # orjson reads such numbers back as floats
