@@ -24,7 +24,7 @@ from jet_sqla.audit import MAX_TEXT, action_log
 from jet_sqla.errors import KeyBelongsToAnother
 
 from .conftest import AUTH, TOKEN, Client, fresh_engine
-from .models import Account, Base, User
+from .models import Account, Base, Tag, User
 
 SLEEP = {
     'postgresql': 'SELECT pg_sleep(5)',
@@ -383,3 +383,22 @@ def test_any_json_number_encodes_with_either_library() -> None:
 
     value = {'exp': 2**64, 'big': [-(2**70), 10**30], 'small': 1}
     assert json.loads(encoding.dumps(value)) == value  # orjson reads such numbers back as floats
+
+
+def test_string_ids_match_byte_for_byte_whatever_the_collation(make_bridge: Callable[..., Bridge],
+                                                               engine: sa.Engine) -> None:
+    """MariaDB's default collation finds 'ABC' for 'abc' and 'abc ' (trailing spaces pad); the ids are matched again."""
+
+    with Session(engine) as session, session.begin():
+        session.add(Tag(code='ABC', title='upper'))
+    bridge = make_bridge()
+
+    @bridge.action(model=Tag, for_instance=True, bulk=True)
+    def label(tags: list[Tag]) -> dict[str, list[str]]:
+        return {'codes': [tag.code for tag in tags]}
+
+    client = Client(bridge)
+    assert client.execute('label', 'tags', ids=['ABC']).json == {'result': True, 'codes': ['ABC']}
+    for wrong in ('abc', 'Abc', 'ÀBC'):
+        body = assert_error(client.execute('label', 'tags', ids=['ABC', wrong]), 404, 'records_not_found')
+        assert body['missing_ids'] == [wrong]
