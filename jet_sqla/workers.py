@@ -71,8 +71,18 @@ def _env_seconds(name: str, default: float) -> float:
 class _Arriving:
     """A request being read on the event loop: its bytes so far and its deadline."""
 
-    __slots__ = ('conn', 'buffer', 'started', 'deadline', 'header_end', 'body_needed', 'body_start',
-                 'chunk_offset', 'reserved', 'registered')
+    __slots__ = (
+        'body_needed',
+        'body_start',
+        'buffer',
+        'chunk_offset',
+        'conn',
+        'deadline',
+        'header_end',
+        'registered',
+        'reserved',
+        'started',
+    )
 
     def __init__(self, conn: Any, buffer: bytes, deadline: float) -> None:
         self.conn = conn

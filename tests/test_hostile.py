@@ -189,10 +189,9 @@ def test_a_key_belongs_to_the_actor_that_used_it_first(audited: tuple[Bridge, li
     bridge, runs = audited
     first = {'user': 1, 'exp': 2_000_000_000}
     assert bridge.execute('note', params={'text': 'mine'}, actor=first, idempotency_key='k1')['noted'] == 'mine'
-    with caplog.at_level(logging.WARNING, logger='jet_sqla'):
-        with pytest.raises(KeyBelongsToAnother):
-            bridge.execute('note', params={'text': 'mine'}, actor={'user': 2, 'exp': 2_000_000_000},
-                           idempotency_key='k1')
+    with caplog.at_level(logging.WARNING, logger='jet_sqla'), pytest.raises(KeyBelongsToAnother):
+        bridge.execute('note', params={'text': 'mine'}, actor={'user': 2, 'exp': 2_000_000_000},
+                       idempotency_key='k1')
     assert any('reused by user:2' in record.getMessage() for record in caplog.records)
     with pytest.raises(KeyBelongsToAnother):
         bridge.execute('note', params={'text': 'mine'}, actor=None, idempotency_key='k1')  # the shared token
@@ -377,9 +376,9 @@ def test_any_truthy_read_only_means_read_only(make_bridge: Callable[..., Bridge]
 
 
 def test_any_json_number_encodes_with_either_library() -> None:
-    from jet_sqla import encoding
-
     import json
+
+    from jet_sqla import encoding
 
     value = {'exp': 2**64, 'big': [-(2**70), 10**30], 'small': 1}
     assert json.loads(encoding.dumps(value)) == value  # orjson reads such numbers back as floats
