@@ -29,10 +29,11 @@ def gthread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[apps.Gunicorn]
         yield served
 
 
-def exchange(server: apps.Gunicorn, *parts: bytes, pause: float = 0.0, responses: int = 1) -> list[tuple[int, bytes, bytes]]:
+def exchange(server: apps.Gunicorn, *parts: bytes, pause: float = 0.0, responses: int = 1,
+             timeout: float = 15) -> list[tuple[int, bytes, bytes]]:
     """Send ``parts`` (``pause`` apart), then read ``responses`` answers: (status, head, body) each."""
     answers = []
-    with socket.create_connection((server.host, server.port), timeout=15) as sock:
+    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
         for part in parts:
             sock.sendall(part)
             time.sleep(pause)
@@ -130,3 +131,27 @@ def test_a_body_of_exactly_one_mib_is_buffered_and_runs(server: apps.Gunicorn, t
     [(status, _, answer)] = exchange(server, post(body))
     assert (status, json.loads(answer)['result']) == (200, True)
     assert served_touches(server) == before + 1
+
+
+@pytest.mark.e2e
+def test_a_full_worker_closes_its_oldest_unfinished_connection_to_serve_a_new_one(tmp_path: Path) -> None:
+    """gunicorn stops accepting at ``worker_connections``: 60 idle sockets must not lock a worker of 20 out."""
+    env = {'GUNICORN_CMD_ARGS': '--worker-connections 20'}
+    with served_app(tmp_path, worker_class=WORKER, **env) as small:
+        idle = [socket.create_connection((small.host, small.port), timeout=10) for _ in range(60)]
+        try:
+            time.sleep(0.5)
+            # Within a client's timeout of 3 s: gthread makes it wait until the idle ones time out.
+            [(status, _, answer)] = exchange(small, post(touch_body([1])), timeout=3)
+            assert (status, json.loads(answer)['result']) == (200, True)
+            evicted = 0
+            for sock in idle:
+                sock.settimeout(0.01)
+                try:
+                    evicted += sock.recv(1) == b''
+                except TimeoutError:
+                    pass
+            assert evicted >= 40  # at most 20 are held at once
+        finally:
+            for sock in idle:
+                sock.close()
