@@ -193,6 +193,10 @@ def test_a_key_belongs_to_the_actor_that_used_it_first(audited: tuple[Bridge, li
         bridge.execute('note', params={'text': 'mine'}, actor={'user': 2, 'exp': 2_000_000_000},
                        idempotency_key='k1')
     assert any('reused by user:2' in record.getMessage() for record in caplog.records)
+    with bridge.engine.connect() as connection:  # and the attempt is in the audit log, as user 2's
+        refused = connection.execute(sa.select(action_log.c.actor, action_log.c.outcome, action_log.c.error)
+                                     .where(action_log.c.outcome == 'error')).all()
+    assert len(refused) == 1 and '"user":2' in refused[0].actor and 'another user' in refused[0].error
     with pytest.raises(KeyBelongsToAnother):
         bridge.execute('note', params={'text': 'mine'}, actor=None, idempotency_key='k1')  # the shared token
     # The owner replays, with a new token (another exp).
