@@ -193,8 +193,9 @@ class Dispatcher:
         except Exception as error:
             if database.is_timeout(error):
                 log.warning('a %r read ran past its timeout of %s s and was stopped', name, self.read_timeout)
-                raise StatementTimeout(f'The {name!r} query ran past its timeout of {self.read_timeout} s and was '
-                                       'stopped; narrow the search') from error
+                limit = f' of {self.read_timeout:g} s' if self.read_timeout is not None else ''
+                raise StatementTimeout(f'The {name!r} query ran past its timeout{limit} and was stopped; '
+                                       'narrow the search') from error
             if database.is_pattern_too_complex(error):
                 raise SearchTooComplex('The search term is too long or complex for the database; shorten it') \
                     from error
