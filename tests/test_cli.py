@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy.orm import Session
 
@@ -226,6 +227,8 @@ class TestActionsCommand:
 
 #: The newest revision of jet_sqla's own tables, as the scripts shipped with it say.
 NEWEST = migrations.heads()[0]
+#: The revision before it, where one step down leads.
+PREVIOUS = ScriptDirectory.from_config(migrations.config()).get_revision(NEWEST).down_revision  # type: ignore[union-attr]
 
 
 class TestDbCommand:
@@ -238,8 +241,12 @@ class TestDbCommand:
             f'jet_sqla tables of {shown}: none -> {NEWEST}\n')
         assert sa.inspect(engine).has_table('jet_sqla_action_log')
         assert invoke('db', 'current', env={'JET_SQLA_DATABASE_URL': db_url}).stdout == f'{NEWEST} (newest)\n'
+        # One step by default, then all the way with 'base'.
         assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: {NEWEST} -> none\n')
+            f'jet_sqla tables of {shown}: {NEWEST} -> {PREVIOUS or "none"}\n')
+        if PREVIOUS is not None:
+            assert invoke('db', 'downgrade', 'base', '--database-url', db_url).stdout == (
+                f'jet_sqla tables of {shown}: {PREVIOUS} -> none\n')
         assert not sa.inspect(engine).has_table('jet_sqla_action_log')
         engine.dispose()
 
