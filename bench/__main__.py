@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report import Section
 
-BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk')
+BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all')
 DEFAULT_POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/postgres'
 
 
@@ -61,13 +61,15 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument('--slow-seconds', type=float, default=1.0, help='duration of each slow action (default 1)')
     http.add_argument('--starvation-connections', type=int, default=4,
                       help='wrk connections asking get_action_list while slow actions run (default 4)')
-    db = p.add_argument_group('PostgreSQL benchmarks (bulk, fk)')
+    db = p.add_argument_group('PostgreSQL benchmarks (bulk, fk, select_all)')
     db.add_argument('--postgres-url', default=os.environ.get('BENCH_POSTGRES_URL', DEFAULT_POSTGRES_URL),
                     help='a server where a private database bench_<pid> is created and dropped')
     db.add_argument('--bulk-sizes', type=_sizes, default=[1_000, 10_000, 100_000],
                     help='ids per bulk action (default 1000,10000,100000)')
     db.add_argument('--bulk-repeats', type=int, default=3,
                     help='alternating timed runs per variant (default 3; up to 6x more for small sizes)')
+    db.add_argument('--select-all-sizes', type=_sizes, default=[10_000, 100_000],
+                    help='rows of the table a "select all" runs over (default 10000,100000)')
     db.add_argument('--fk-rows', type=int, default=1_000_000, help='rows of the related table (default 1000000)')
     db.add_argument('--fk-search', default='777',
                     help="the search term q of the options benchmark (default 777: its 50th match is about "
@@ -95,7 +97,7 @@ def machine() -> str:
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[Section]:
     """Run the selected benchmarks; ``emit`` each section's table as soon as it is done."""
-    from bench import bulk, fk_options, protocol, server_stack, starvation, versus_reference
+    from bench import bulk, fk_options, protocol, select_all, server_stack, starvation, versus_reference
     from bench.jet_app import prepare_database
     from bench.postgres import private_database
     from bench.serving import RECOMMENDED, LoadSettings, ServerPool
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if name in args.only:
                 started = time.monotonic()
                 done(name, benchmark(), started)
-    if 'bulk' in args.only or 'fk' in args.only:
+    if {'bulk', 'fk', 'select_all'} & set(args.only):
         with private_database(args.postgres_url) as engine:
             if 'bulk' in args.only:
                 started = time.monotonic()
@@ -138,6 +140,9 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if 'fk' in args.only:
                 started = time.monotonic()
                 done('fk', fk_options.run(engine, args.fk_rows, rounds=args.fk_rounds, search=args.fk_search), started)
+            if 'select_all' in args.only:
+                started = time.monotonic()
+                done('select_all', select_all.run(engine, args.select_all_sizes, repeats=args.bulk_repeats), started)
     return sections
 
 

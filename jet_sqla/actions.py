@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
@@ -39,15 +39,24 @@ from .errors import (
     TooLarge,
 )
 from .forms import missing_references
+from .permissions import JetPermissions
+from .selection import Selection
 
 __all__ = ['ExecuteRequest', 'Executor']
 
 log = logging.getLogger(__name__)
 
 class ExecuteRequest:
-    """An execute_action message, parsed but not yet validated."""
+    """An execute_action message, parsed but not yet validated.
 
-    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key')
+    Attributes:
+        inverse: "Select all": the action runs on every record of the collection
+            except the ids listed (see :mod:`jet_sqla.selection`).
+        grant: The JWT's grant for the project, for ``jet_permissions``; ``None``
+            for a shared-token request.
+    """
+
+    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key', 'inverse', 'grant')
 
     def __init__(
         self,
@@ -58,6 +67,8 @@ class ExecuteRequest:
         actor: Actor | None = None,
         request: Any = None,
         idempotency_key: str | None = None,
+        inverse: bool = False,
+        grant: Mapping[str, Any] | None = None,
     ) -> None:
         self.action = action
         self.collection = collection
@@ -65,6 +76,8 @@ class ExecuteRequest:
         self.actor = actor
         self.request = request
         self.idempotency_key = idempotency_key
+        self.inverse = inverse
+        self.grant = grant
 
 
 def raw_ids(params: Mapping[str, Any], limit: int) -> list[Any]:
@@ -103,22 +116,25 @@ class Executor:
         max_ids: The most ids one request may name.
         retries: How many times a deadlocked run is tried again before the
             function has returned.
+        permissions: Checks Jet's own permissions of a JWT's grant; ``None`` when off.
     """
 
     def __init__(
         self,
         catalog: Catalog,
-        sessions: sessionmaker[Session],
+        sessions: Callable[[], Session],
         *,
         audit: AuditLog | None = None,
         max_ids: int = 100_000,
         retries: int = 3,
+        permissions: JetPermissions | None = None,
     ) -> None:
         self.catalog = catalog
         self.sessions = sessions
         self.audit = audit
         self.max_ids = max_ids
         self.retries = retries
+        self.permissions = permissions
 
     def execute(self, request: ExecuteRequest) -> bytes:
         """Run ``request`` and return the JSON response body.
@@ -141,13 +157,16 @@ class Executor:
                 raise Forbidden(f'You may not run {action.name!r}')
             collection = action.collection_for(request.collection)
             entry.collection = collection.name if collection is not None else None
-            ids = self._ids(action, collection, request.params)
+            if self.permissions is not None:
+                self.permissions.check(request.grant, collection)
+            ids = self._ids(action, collection, request.params, request.inverse)
             entry.ids = ids
             values = action.form.validate(request.params)
             if request.idempotency_key is not None:
                 if self.audit is None:
                     raise MessageError('Idempotency keys need the bridge to be built with audit=True')
-                entry.request_hash = fingerprint(action.name, entry.collection, ids, request.params)
+                hashed = {**request.params, 'inverseIds': True} if request.inverse else request.params
+                entry.request_hash = fingerprint(action.name, entry.collection, ids, hashed)
             body = self._run_with_retries(request, collection, ids, values, entry)
         except Exception as error:
             failure = _as_jet_error(error, action.name)
@@ -165,16 +184,22 @@ class Executor:
                 raise
             raise failure from error
         log.info(
-            'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(ids),
+            'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(entry.ids),
                                  'outcome': entry.outcome, 'duration_ms': round(entry.duration_ms or 0, 2)},
         )
         return body
 
-    def _ids(self, action: Action, collection: Collection | None, params: Mapping[str, Any]) -> list[Any]:
+    def _ids(self, action: Action, collection: Collection | None, params: Mapping[str, Any],
+             inverse: bool = False) -> list[Any]:
         raw = raw_ids(params, self.max_ids)
+        if inverse and not (collection is not None and action.for_instance and action.bulk):
+            raise InvalidParams({'inverseIds': '"select all" needs a bulk record action; '
+                                              f'{action.name!r} is not one'})
         if collection is None or not action.for_instance:
             return []
         ids = collection.coerce_ids(raw)
+        if inverse:
+            return ids  # the ids to leave out; none means every record
         if not ids:
             raise InvalidParams({'ids': 'select at least one record'})
         if not action.bulk and len(ids) > 1:
@@ -240,6 +265,8 @@ class Executor:
                 database.apply_timeout(session, action.timeout)
             # Without a session there is nothing to load and nothing to hand out: the form is all.
             arguments = self._arguments(session, request, collection, ids, values) if session is not None else dict(values)
+            if request.inverse and collection is not None and action.instance_parameter is not None:
+                entry.ids = _keys(collection, arguments[action.instance_parameter])  # what ran, not what was left out
             result = action.function(**arguments)
             stage[0] = 'returned'
             body = _result_body(action, result)
@@ -254,6 +281,29 @@ class Executor:
             stage[0] = 'committing'  # leaving the block commits
         return body
 
+    def _select(self, session: Session, action: Action, selection: Selection) -> list[Any]:
+        """The instances of a selection, in primary-key order, loaded chunk by chunk.
+
+        Raises:
+            TooLarge: more records than one request may run on.
+            InvalidParams: the selection is empty.
+        """
+        count = selection.count(session)
+        self.check_selection_size(action, count)
+        if count == 0:
+            raise InvalidParams({'ids': 'no record is selected: every record of the collection is excluded'})
+        return [instance for chunk in selection.iter_instance_chunks(session, lock=action.lock) for instance in chunk]
+
+    def check_selection_size(self, action: Action, count: int) -> None:
+        """The one check of how many records a request may run on; a background run does not call it.
+
+        Raises:
+            TooLarge: ``count`` is over ``max_ids``.
+        """
+        if count > self.max_ids:
+            raise TooLarge(f'"Select all" chose {count} records of this collection; one request may run on '
+                           f'at most {self.max_ids}')
+
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         with self.sessions() as session, session.begin():
@@ -266,7 +316,7 @@ class Executor:
         action = request.action
         references = action.form.references(values)
         loads: list[tuple[Collection, list[Any]]] = [(field.related, [key]) for field, key in references]  # type: ignore[misc]
-        if action.for_instance and collection is not None:
+        if action.for_instance and collection is not None and not request.inverse:
             loads.append((collection, ids))
         try:
             loaded = self.catalog.load_together(session, loads, lock=action.lock) if loads else []
@@ -274,12 +324,17 @@ class Executor:
             # A key that names no row is a bad form value: name its field, like any other.
             missing = missing_references(session, references)
             if missing:
-                raise InvalidParams(missing) from None
+                raise InvalidParams(missing, form=True) from None
             raise
         arguments = dict(values)
         for (field, _), instances in zip(references, loaded):
             arguments[field.name] = instances[0]
-        if action.instance_parameter is not None:
+        if request.inverse:
+            assert collection is not None and collection.pk_attribute and action.instance_parameter
+            instances = self._select(session, action, Selection(collection, ids, inverse=True))
+            ids = _keys(collection, instances)  # what ran, not what was left out
+            arguments[action.instance_parameter] = instances
+        elif action.instance_parameter is not None:
             instances = loaded[-1]
             arguments[action.instance_parameter] = instances if action.bulk else instances[0]
         if action.context_parameters:
@@ -296,6 +351,11 @@ class Executor:
             arguments.update(dict.fromkeys(action.context_parameters, context))
         arguments.update(dict.fromkeys(action.session_parameters, session))
         return arguments
+
+
+def _keys(collection: Collection, instances: list[Any]) -> list[Any]:
+    assert collection.pk_attribute is not None
+    return [getattr(instance, collection.pk_attribute) for instance in instances]
 
 
 def _result_body(action: Action, result: Any) -> bytes:

@@ -1,9 +1,17 @@
 """Who is asking: shared tokens, and Jet Admin's RS256 JWTs.
 
-``Authorization: Bearer <token>`` and ``Token <token>`` carry a shared secret,
-compared in constant time with every configured token. ``JWT <token>`` carries
-a token signed by Jet Admin; its claims become the *actor*. Nothing here calls
-out to the network, and no credential is ever logged.
+``Authorization: Bearer <token>``, ``Token <token>`` and ``ProjectToken <token>``
+carry a shared secret, compared in constant time with every configured token.
+``JWT <token>`` carries a token signed by Jet Admin; its claims become the
+*actor*. Nothing here calls out to the network, and no credential is ever logged.
+
+The header follows the reference bridge's grammar: several comma-separated
+credentials, each ``Scheme value[;key=value]...``. Schemes match in any case;
+``JWT`` is checked when present (and configured), otherwise the first
+credential of a known scheme. The ``;...`` suffix is never part of the secret.
+Two credentials of one kind (two JWTs, or two shared tokens) are refused rather
+than guessed between: a server joins repeated ``Authorization`` headers with
+commas, and one of them must not vouch for the other.
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ import jwt
 
 from .errors import Forbidden, Unauthorized
 
-__all__ = ['Authenticator', 'Identity']
+__all__ = ['MAX_CREDENTIALS', 'Authenticator', 'Identity', 'parse_credentials']
 
 log = logging.getLogger(__name__)
 
-_SHARED_SCHEMES = frozenset({'bearer', 'token'})
+_SHARED_SCHEMES = frozenset({'bearer', 'token', 'projecttoken'})
+#: More credentials than this in one header is not a client, it is an attack on the parser.
+MAX_CREDENTIALS = 8
 
 
 class Identity:
@@ -30,13 +40,16 @@ class Identity:
     Attributes:
         actor: The JWT's claims, or ``None`` for a shared token (or an insecure server).
         read_only: The JWT's project entry says ``read_only``; it may not execute actions.
+        grant: The JWT's project entry (``owner``, ``permissions``…), or ``None``.
     """
 
-    __slots__ = ('actor', 'read_only')
+    __slots__ = ('actor', 'grant', 'read_only')
 
-    def __init__(self, actor: Mapping[str, Any] | None = None, read_only: bool = False) -> None:
+    def __init__(self, actor: Mapping[str, Any] | None = None, read_only: bool = False,
+                 grant: Mapping[str, Any] | None = None) -> None:
         self.actor = actor
         self.read_only = read_only
+        self.grant = grant
 
 
 _ANONYMOUS = Identity()
@@ -67,6 +80,9 @@ class Authenticator:
         self._tokens = tuple(token.encode() for token in tokens if token)
         if len(self._tokens) != len(tokens):
             raise ValueError('an empty token would let anyone in; remove it')
+        if any(not token.isprintable() or any(c in token for c in ' ,;') for token in tokens):
+            raise ValueError('a token may not hold spaces, commas, semicolons or control characters: '
+                             'the Authorization header could never carry it')
         self._jwt_key = jwt_public_key
         self._project = project
         if jwt_public_key is not None and not project:
@@ -82,6 +98,11 @@ class Authenticator:
     def configured(self) -> bool:
         return not self.insecure
 
+    @property
+    def accepts_jwt(self) -> bool:
+        """A JWT key and project are configured."""
+        return self._jwt_key is not None
+
     def authenticate(self, header: str | None) -> Identity:
         """The caller's identity.
 
@@ -93,17 +114,19 @@ class Authenticator:
             return _ANONYMOUS
         if not header:
             raise Unauthorized('Missing Authorization header: send "Bearer <token>" or "JWT <token>"')
-        scheme, _, credential = header.partition(' ')
-        scheme = scheme.lower()
-        if not credential:
-            raise Unauthorized('Malformed Authorization header: expected "<scheme> <credential>"')
-        if scheme in _SHARED_SCHEMES:
-            if self._matches_token(credential):
-                return _ANONYMOUS
-            raise Unauthorized('Invalid token')
-        if scheme == 'jwt' and self._jwt_key is not None:
-            return self._verify_jwt(credential)
-        raise Unauthorized(f'Unsupported Authorization scheme {scheme[:20]!r}')
+        credentials = parse_credentials(header)
+        jwt_credentials = [value for scheme, value in credentials if scheme == 'jwt']
+        shared = [value for scheme, value in credentials if scheme in _SHARED_SCHEMES]
+        if len(jwt_credentials) > 1 or len(shared) > 1:
+            raise Unauthorized('Several credentials of one kind in the Authorization header; send one')
+        if jwt_credentials and self._jwt_key is not None:
+            return self._verify_jwt(jwt_credentials[0])
+        for scheme, value in credentials:
+            if scheme in _SHARED_SCHEMES:
+                if self._matches_token(value):
+                    return _ANONYMOUS
+                raise Unauthorized('Invalid token')
+        raise Unauthorized(f'Unsupported Authorization scheme {credentials[0][0][:20]!r}')
 
     def _matches_token(self, credential: str) -> bool:
         given = credential.encode('utf-8', 'surrogatepass')
@@ -130,7 +153,35 @@ class Authenticator:
         grant = projects.get(self._project) if isinstance(projects, Mapping) else None
         if not isinstance(grant, Mapping):
             raise Forbidden('The JWT does not grant access to this project')
-        return Identity(claims, read_only=_granted_read_only(grant.get('read_only')))
+        return Identity(claims, read_only=_granted_read_only(grant.get('read_only')), grant=grant)
+
+
+def parse_credentials(header: str) -> list[tuple[str, str]]:
+    """``(scheme in lower case, value)`` of each credential of an Authorization header, in order.
+
+    Credentials are separated by commas; each is ``Scheme value`` with optional
+    ``;key=value`` suffixes, which are dropped. Empty parts are skipped. The
+    value is taken exactly, up to its suffix: whitespace or a NUL around it is
+    part of it, so it cannot match a token.
+
+    Raises:
+        Unauthorized: no credential, a credential without a value, or too many credentials.
+    """
+    parts = [part.lstrip(' ') for part in header.split(',', MAX_CREDENTIALS)]
+    if len(parts) > MAX_CREDENTIALS:
+        raise Unauthorized(f'Too many credentials in the Authorization header (at most {MAX_CREDENTIALS})')
+    credentials: list[tuple[str, str]] = []
+    for part in parts:
+        if not part.strip():
+            continue  # "a, , b" or a trailing comma: nothing was said there
+        scheme, _, rest = part.partition(' ')
+        value = rest.split(';', 1)[0]
+        if not scheme or not value:
+            raise Unauthorized('Malformed Authorization header: expected "<scheme> <credential>"')
+        credentials.append((scheme.lower(), value))
+    if not credentials:
+        raise Unauthorized('Malformed Authorization header: expected "<scheme> <credential>"')
+    return credentials
 
 
 #: ``read_only`` values that grant full access; any other value, ``"true"`` and ``1`` included, is read-only.

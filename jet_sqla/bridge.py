@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import falcon
 import sqlalchemy as sa
@@ -18,9 +19,15 @@ from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
+from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
 from .messages import Dispatcher, Handlers, default_handlers
 from .options import MAX_SEARCH_LENGTH, FieldOptions
 from .params import Param
+from .permissions import JetPermissions
+from .sessions import SessionFactory, database_of, engines_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ['DEFAULT_POOL_TIMEOUT', 'DEFAULT_QUERY_TIMEOUT', 'Bridge', 'pool_options']
 
@@ -34,8 +41,8 @@ DEFAULT_POOL_TIMEOUT = 5.0
 log = logging.getLogger('jet_sqla')
 
 F = TypeVar('F', bound=Callable[..., Any])
-#: ``mount`` returns the very app it was given, whatever its request and response types.
-AppT = TypeVar('AppT', bound='falcon.App[Any, Any]')
+#: ``mount`` returns the very app it was given: a falcon.App, a Flask app, a Starlette or FastAPI app.
+AppT = TypeVar('AppT')
 
 INSECURE_WARNING = (
     '\n' + '!' * 72 + '\n'
@@ -50,9 +57,17 @@ class Bridge:
     """Serves the Jet messages protocol for a set of SQLAlchemy models.
 
     Args:
-        target: A ``DeclarativeBase`` subclass, a ``registry``, or a ``MetaData``
-            (its tables are automapped to classes).
-        engine: The engine actions run on.
+        target: A ``DeclarativeBase`` subclass, any class carrying a registry
+            (SQLModel's ``SQLModel``, Flask-SQLAlchemy's ``db.Model``), a
+            ``registry``, a ``MetaData`` (its tables are automapped to classes),
+            or a list of these.
+        engine: The engine actions run on. An ``AsyncEngine`` gets a sync engine
+            on the same database. May be left out when ``session_factory`` is
+            bound, or when ``target`` is ``db.Model`` and the bridge is mounted
+            on the Flask app.
+        session_factory: The app's own ``sessionmaker``, or any zero-argument
+            callable returning a ``Session``: actions, id loading and option
+            queries run in its sessions, with its events, filters and binds.
         token: A shared token, or several (for rotation). Defaults to the
             comma-separated ``JET_SQLA_TOKEN``.
         insecure: Run with no authentication at all; logs a loud warning.
@@ -75,6 +90,9 @@ class Bridge:
             client gets a 504. ``None`` turns the bound off.
         max_search_length: The longest search term ``q``, in characters; longer
             gets a 400.
+        jet_permissions: Apply the permissions Jet Admin puts in a JWT's
+            project grant: a JWT user runs an action on a collection only as its
+            owner, in its super group, or with ``w`` on that collection.
 
     Raises:
         ValueError: no authentication is configured and ``insecure`` is false.
@@ -84,7 +102,8 @@ class Bridge:
         self,
         target: Target,
         *,
-        engine: sa.Engine | None = None,
+        engine: sa.Engine | AsyncEngine | None = None,
+        session_factory: SessionFactory | None = None,
         token: str | Sequence[str] | None = None,
         insecure: bool | None = None,
         jwt_public_key: str | bytes | None = None,
@@ -101,11 +120,21 @@ class Bridge:
         default_schema: str | None = None,
         query_timeout: float | None = DEFAULT_QUERY_TIMEOUT,
         max_search_length: int = MAX_SEARCH_LENGTH,
+        jet_permissions: bool = False,
     ) -> None:
-        if engine is None:
-            raise TypeError('Bridge needs engine=; or use Bridge.reflect(url) for a database without models')
-        self.engine = engine
-        database.install(engine)
+        sync_engine: sa.Engine | None = None
+        if engine is not None:
+            # Actions are plain functions in a thread: an async engine is answered with a sync one.
+            sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine  # type: ignore[assignment]
+        elif session_factory is not None:
+            sync_engine = database_of(session_factory)
+        #: Flask-SQLAlchemy's extension when ``target`` is its ``db.Model``: the engine and db.session come from it.
+        self.flask_db: Any = getattr(target, '__fsa__', None)
+        #: The session factory the user gave, if any; integrations leave it in charge.
+        self.user_session_factory = session_factory
+        if sync_engine is None and self.flask_db is None:
+            raise TypeError('Bridge needs engine= or a bound session_factory=; '
+                            'or use Bridge.reflect(url) for a database without models')
         if insecure is None:
             insecure = os.environ.get('JET_SQLA_INSECURE', '') == '1'
         self.authenticator = Authenticator(
@@ -118,30 +147,61 @@ class Bridge:
             log.warning(INSECURE_WARNING)
         self.catalog = Catalog(target, collection_name=collection_name, labels=labels,
                                default_schema=default_schema)
-        self.sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
         self.actions = ActionRegistry()
         self.options = FieldOptions(self.catalog)
-        self.audit = AuditLog(engine) if audit else None
         #: Handler-style functions for this bridge only; module-level ones apply too.
         self.messages = Handlers(parent=default_handlers)
-        self.executor = Executor(self.catalog, self.sessions, audit=self.audit, max_ids=max_ids, retries=retries)
-        #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
-        #: carry the statement timeout (see database.read_engine); elsewhere, ``engine`` itself.
-        self.read_engine = database.read_engine(engine, query_timeout)
-        read_sessions = sessionmaker(self.read_engine, expire_on_commit=False) \
-            if self.read_engine is not engine else self.sessions
-        self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     read_sessions, self.messages, engine=self.read_engine, listing=console,
-                                     read_timeout=query_timeout, max_search_length=max_search_length)
+        if jet_permissions and not self.authenticator.accepts_jwt:
+            raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
+        self._permissions = JetPermissions() if jet_permissions else None
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
         self.cors_origins = cors_origins
+        self._audit_wanted = audit
+        self._max_ids = max_ids
+        self._retries = retries
+        self._query_timeout = query_timeout
+        self._max_search_length = max_search_length
+        #: Entered around every request and run (a Flask app context, once mounted on Flask).
+        self.app_context: Callable[[], Any] | None = None
+        if sync_engine is not None:
+            self.use_database(sync_engine, session_factory)
+
+    def use_database(self, engine: sa.Engine, session_factory: SessionFactory | None = None) -> None:
+        """Run on ``engine``, in sessions from ``session_factory`` (a private sessionmaker by default).
+
+        Called by the constructor, and by integrations that know the database
+        only later (Flask-SQLAlchemy, at ``init_app``).
+        """
+        self.engine = engine
+        #: The app's own session factory, if one was given (else a private sessionmaker is used).
+        self.session_factory = session_factory
+        for each in engines_of(engine, session_factory):
+            database.install(each)
+        self.sessions: Callable[[], Session] = (
+            session_factory if session_factory is not None else sessionmaker(engine, expire_on_commit=False)
+        )
+        self.audit = AuditLog(engine) if self._audit_wanted else None
+        self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
+                                 max_ids=self._max_ids, retries=self._retries, permissions=self._permissions)
+        #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
+        #: carry the statement timeout (see database.read_engine); elsewhere, or when the app's own
+        #: sessions must carry its filters, ``engine`` itself (each read then sets the bound).
+        self.read_engine = database.read_engine(engine, self._query_timeout) if session_factory is None else engine
+        read_sessions: Callable[[], Session] = sessionmaker(self.read_engine, expire_on_commit=False) \
+            if self.read_engine is not engine else self.sessions
+        self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
+                                     read_sessions, self.messages, engine=self.read_engine,
+                                     listing=self.console, read_timeout=self._query_timeout,
+                                     max_search_length=self._max_search_length)
+        # The app's own sessions carry its filters (soft delete, tenants): option queries go through them too.
+        self.dispatcher.options_in_sessions = session_factory is not None
 
     @classmethod
     def reflect(
         cls,
-        database_url: str | sa.Engine,
+        database_url: str | sa.Engine | AsyncEngine,
         *,
         schemas: Sequence[str | None] = (None,),
         **kwargs: Any,
@@ -152,13 +212,18 @@ class Bridge:
         and automapped to classes.
 
         Args:
-            database_url: A URL, or an engine.
+            database_url: A URL, or an engine; an async one is answered with a sync engine.
             schemas: The schemas to reflect; ``None`` is the default schema.
             **kwargs: As for :class:`Bridge`.
         """
-        engine = database_url if isinstance(database_url, sa.Engine) else sa.create_engine(
-            database_url, pool_pre_ping=True, **pool_options(database_url)
-        )
+        engine: sa.Engine
+        if isinstance(database_url, str):
+            engine = sa.create_engine(sync_url(database_url), pool_pre_ping=True,
+                                   **pool_options(sync_url(database_url)))
+        elif isinstance(database_url, sa.Engine) and not is_async_engine(database_url):
+            engine = database_url
+        else:
+            engine = sync_engine_for(database_url)
         metadata = sa.MetaData()
         for schema in schemas:
             metadata.reflect(engine, schema=schema)
@@ -188,6 +253,7 @@ class Bridge:
         name: str | None = None,
         label: str | None = None,
         description: str | None = None,
+        icon: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -204,8 +270,9 @@ class Bridge:
             allow: ``allow(actor) -> bool`` decides who may run it.
             timeout: Seconds each statement may take, where the database supports it.
             name: The action's name; the function's name by default.
-            label: What the operator reads.
+            label: What the operator reads; also sent as ``verbose_name``.
             description: Help text; the docstring by default.
+            icon: The name of the Jet Admin icon shown with the action.
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
@@ -265,26 +332,49 @@ class Bridge:
         if action is None:
             from .errors import NotFound
             raise NotFound(f'Unknown action {name!r}')
-        body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
-                                                    idempotency_key=idempotency_key))
+        self._require_database()
+        with self.app_context() if self.app_context is not None else nullcontext():
+            body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
+                                                        idempotency_key=idempotency_key))
         result: dict[str, Any] = encoding.loads(body)
         return result
 
     def mount(self, app: AppT) -> AppT:
-        """Add jet_sqla's routes to an app you already have.
+        """Serve jet_sqla under ``prefix`` in an app you already have.
+
+        ``app`` is a ``falcon.App`` (the routes are added to it), a Flask app,
+        or a Starlette/FastAPI app (jet_sqla is mounted under the prefix, so one
+        process serves both). Nothing is changed in ``app`` unless all is ready.
 
         Raises:
+            TypeError: ``app`` is none of these.
             RuntimeError: ``audit=True`` and the log table does not exist.
         """
-        http.add_routes(app, **self._route_options())
-        return app
+        from .integrations import mounting
+        return mounting.mount(self, app)
+
+    def init_app(self, app: AppT) -> AppT:
+        """The Flask-style alias of :meth:`mount`, for app factories."""
+        return self.mount(app)
+
+    def _require_database(self) -> None:
+        if getattr(self, 'executor', None) is None:
+            raise RuntimeError('this bridge has no database yet: mount it on the Flask app first '
+                               '(bridge.init_app(app)), or pass engine= or session_factory=')
 
     def wsgi_app(self) -> falcon.App[falcon.Request, falcon.Response]:
         """A Falcon app serving this bridge: ``gunicorn 'myapp.jet:app'`` with ``app = bridge.wsgi_app()``."""
         return http.create_app(cors_origins=self.cors_origins, **self._route_options())
 
-    def _route_options(self) -> dict[str, Any]:
-        """What the HTTP layer needs; checked and warned about as the server starts."""
+    def _route_options(self, route_prefix: str | None = None) -> dict[str, Any]:
+        """What the HTTP layer needs; checked and warned about as the server starts.
+
+        Args:
+            route_prefix: Where the routes go in the Falcon app, when another app
+                strips the bridge's prefix before it (Flask, Starlette mounts).
+        """
+        self._require_database()
+        self.catalog.refresh()  # classes mapped after the bridge was built (a Flask app's models module)
         if self.audit is not None:
             self.audit.check_ready()
         if self.authenticator.insecure:
@@ -293,7 +383,7 @@ class Bridge:
             'dispatcher': self.dispatcher,
             'authenticator': self.authenticator,
             'engine': self.engine,
-            'prefix': self.prefix,
+            'prefix': self.prefix if route_prefix is None else route_prefix,
             'max_body_size': self.max_body_size,
             'console': self.console,
             'openapi': openapi.document(prefix=self.prefix, max_body_size=self.max_body_size,

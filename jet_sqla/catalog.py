@@ -12,17 +12,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy.ext.automap import automap_base
-from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry
+from sqlalchemy.orm import Mapper, Session
 
-from .coerce import Coercer, coercer_for_python_type
+from .coerce import Coercer, coerce_int, coercer_for_python_type
 from .errors import InvalidParams, NotFound, RecordsNotFound
+from .mapped import Target, registries_of
 
 __all__ = [
     'CHUNK_SIZE',
     'Catalog',
     'Collection',
     'CollectionNamer',
+    'Target',
     'default_collection_name',
     'label_column_for',
 ]
@@ -34,9 +35,6 @@ CHUNK_SIZE = 500
 
 #: Columns preferred as a record's display label, in this order.
 LABEL_COLUMN_NAMES = ('name', 'title', 'label', 'email', 'username')
-
-Target = type[DeclarativeBase] | registry | sa.MetaData
-
 
 class CollectionNamer(Protocol):
     """Names the collection of a mapped class, like automap's ``classname_for_table``."""
@@ -67,7 +65,41 @@ def label_column_for(table: sa.Table) -> sa.Column[Any]:
 
 
 def _is_string(column: sa.Column[Any]) -> bool:
-    return isinstance(column.type, sa.String) and not isinstance(column.type, sa.Enum)
+    column_type = storage_type(column.type)
+    return isinstance(column_type, sa.String) and not isinstance(column_type, sa.Enum)
+
+
+def storage_type(column_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    """The type a custom ``TypeDecorator`` (SQLModel's ``AutoString``…) stores its values as."""
+    while isinstance(column_type, sa.types.TypeDecorator):
+        column_type = column_type.impl_instance
+    return column_type
+
+
+#: The largest unsigned 64-bit integer: a MariaDB/MySQL ``BIGINT UNSIGNED`` key can reach it.
+UINT64_MAX = 2**64 - 1
+
+
+def _key_coercer(column: sa.Column[Any] | None) -> Coercer:
+    if column is None:
+        return coercer_for_python_type(str)
+    if getattr(storage_type(column.type), 'unsigned', False):
+        return _coerce_unsigned
+    return coercer_for_python_type(_python_type(column))
+
+
+def _coerce_unsigned(value: Any) -> int:
+    """An unsigned key: 0 up to :data:`UINT64_MAX`, beyond the signed range other ids keep to."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and text.isascii() and text.isdigit() and len(text) <= 20:
+        number = int(text)  # past the signed range, where coerce_int stops
+    elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        number = value
+    else:
+        number = coerce_int(value)  # every other shape, refused or accepted with its reasons
+    if not 0 <= number <= UINT64_MAX:
+        raise ValueError(f'{number} is out of range')
+    return number
 
 
 def _python_type(column: sa.Column[Any]) -> type:
@@ -89,7 +121,8 @@ class Collection:
         label: The column whose value labels a row in options.
     """
 
-    __slots__ = ('name', 'model', 'table', 'pk', 'pk_attribute', 'label', '_coerce_pk', '_pk_bits')
+    __slots__ = ('name', 'model', 'table', 'pk', 'pk_attribute', 'label', '_coerce_pk', '_pk_bits',
+                 'attribute_names')
 
     def __init__(self, name: str, mapper: Mapper[Any], label: sa.Column[Any]) -> None:
         self.name = name
@@ -104,10 +137,31 @@ class Collection:
         if self.pk is not None:
             self.pk_attribute = mapper.get_property_by_column(self.pk).key
         self.label = label
-        self._coerce_pk: Coercer = coercer_for_python_type(
-            _python_type(self.pk) if self.pk is not None else str
-        )
-        self._pk_bits = integer_bits(self.pk.type) if self.pk is not None else None
+        self._coerce_pk: Coercer = _key_coercer(self.pk)
+        self._pk_bits = integer_range(self.pk.type) if self.pk is not None else None
+        #: Attribute names by column, for the columns the class maps under another name.
+        self.attribute_names: dict[sa.Column[Any], str] = {}
+        for column in table.columns:
+            try:
+                self.attribute_names[column] = mapper.get_property_by_column(column).key
+            except Exception:  # noqa: BLE001 - a column the class leaves unmapped keeps its own key
+                self.attribute_names[column] = column.key
+
+    def narrowed(self, model: type[Any]) -> Collection:
+        """The same collection, loading only ``model``'s rows (a subclass in single-table inheritance)."""
+        return Collection(self.name, sa.inspect(model), self.label)
+
+    def attribute_name(self, column: sa.Column[Any]) -> str:
+        """The name the model knows ``column`` by: its attribute, else its key."""
+        return self.attribute_names.get(column, column.key)
+
+    def column_named(self, name: str) -> sa.Column[Any] | None:
+        """The column called ``name``, by attribute name first, then by column name."""
+        for column, attribute in self.attribute_names.items():
+            if attribute == name:
+                return column
+        column = self.table.columns.get(name)
+        return column if column is not None else next((c for c in self.table.columns if c.name == name), None)
 
     def __repr__(self) -> str:
         return f'<Collection {self.name!r} of {self.model.__name__}>'
@@ -173,24 +227,29 @@ class Collection:
                 yield getattr(instance, self.pk_attribute), instance
 
 
-def integer_bits(column_type: sa.types.TypeEngine[Any]) -> int | None:
-    """How many bits an integer column type holds (16, 32 or 64), or ``None`` for other types."""
-    if isinstance(column_type, sa.BigInteger):
-        return 64
-    if isinstance(column_type, sa.SmallInteger):
-        return 16
-    if isinstance(column_type, sa.Integer):
-        return 32
-    return None
+def integer_range(column_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | None:
+    """The smallest and largest value an integer column type holds, or ``None`` for other types."""
+    stored = storage_type(column_type)
+    if isinstance(stored, sa.BigInteger):
+        bits = 64
+    elif isinstance(stored, sa.SmallInteger):
+        bits = 16
+    elif isinstance(stored, sa.Integer):
+        bits = 32
+    else:
+        return None
+    if getattr(stored, 'unsigned', False):  # MariaDB/MySQL
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def fits_integer_column(bits: int | None, value: Any, dialect: str) -> bool:
-    """Whether ``value`` can be stored in an integer column of ``bits`` on ``dialect``."""
-    if bits is None or not isinstance(value, int) or isinstance(value, bool):
+def fits_integer_column(bounds: tuple[int, int] | None, value: Any, dialect: str) -> bool:
+    """Whether ``value`` can be stored in an integer column of ``bounds`` on ``dialect``."""
+    if bounds is None or not isinstance(value, int) or isinstance(value, bool):
         return True
     if dialect == 'sqlite':
-        bits = 64  # every SQLite INTEGER holds 64 bits, whatever the declared type
-    return bool(-(2 ** (bits - 1)) <= value < 2 ** (bits - 1))
+        bounds = -(2**63), 2**63 - 1  # every SQLite INTEGER holds 64 bits, whatever the declared type
+    return bool(bounds[0] <= value <= bounds[1])
 
 
 class Catalog:
@@ -213,31 +272,51 @@ class Catalog:
         labels: Mapping[type[Any] | str, str] | None = None,
         default_schema: str | None = None,
     ) -> None:
-        mappers = _mappers_of(target)
+        self._registries = registries_of(target)
         self._by_name: dict[str, Collection] = {}
         self._by_model: dict[type[Any], Collection] = {}
-        name_for: Callable[[Mapper[Any]], str] = collection_name or (
+        self._seen: set[Mapper[Any]] = set()
+        self._name_for: Callable[[Mapper[Any]], str] = collection_name or (
             lambda mapper: default_collection_name(mapper, default_schema)
         )
-        for mapper in mappers:
-            table = mapper.local_table
-            if not isinstance(table, sa.Table) or mapper.single:
-                continue  # single-table inheritance shares its parent's collection
-            name = name_for(mapper)
-            if name in self._by_name:
-                raise ValueError(
-                    f'two models are named collection {name!r}: '
-                    f'{self._by_name[name].model.__name__} and {mapper.class_.__name__}; '
-                    'pass collection_name= to tell them apart'
-                )
-            collection = Collection(name, mapper, label_column_for(table))
-            self._by_name[name] = collection
-            self._by_model[mapper.class_] = collection
+        self._narrowed: dict[type[Any], Collection] = {}
+        self.refresh()
         for key, column_name in (labels or {}).items():
             collection = self.get(key)
-            if column_name not in collection.table.columns:
+            label = collection.column_named(column_name)
+            if label is None:
                 raise ValueError(f'label column {column_name!r} is not a column of {collection.name!r}')
-            collection.label = collection.table.columns[column_name]
+            collection.label = label
+
+    def refresh(self) -> None:
+        """Serve the classes mapped since the catalog was built, as well as the ones it has.
+
+        A bridge built from ``db.Model`` in an app's extensions module exists
+        before the models module is imported; their classes join it here.
+
+        Raises:
+            ValueError: two models would get the same collection name.
+        """
+        for found in self._registries:
+            for mapper in list(found.mappers):
+                if mapper not in self._seen:
+                    self._seen.add(mapper)
+                    self._add(mapper)
+
+    def _add(self, mapper: Mapper[Any]) -> None:
+        table = mapper.local_table
+        if not isinstance(table, sa.Table) or mapper.single:
+            return  # single-table inheritance shares its parent's collection
+        name = self._name_for(mapper)
+        if name in self._by_name:
+            raise ValueError(
+                f'two models are named collection {name!r}: '
+                f'{self._by_name[name].model.__name__} and {mapper.class_.__name__}; '
+                'pass collection_name= to tell them apart'
+            )
+        collection = Collection(name, mapper, label_column_for(table))
+        self._by_name[name] = collection
+        self._by_model[mapper.class_] = collection
 
     def __iter__(self) -> Iterator[Collection]:
         return iter(self._by_name.values())
@@ -246,7 +325,12 @@ class Catalog:
         return len(self._by_name)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._by_name or key in self._by_model
+        if key in self._by_name or key in self._by_model:
+            return True
+        if not isinstance(key, type):
+            return False
+        return key in self._narrowed or self._narrow(key) is not None or (
+            self._newly_mapped(key) and (key in self._by_model or self._narrow(key) is not None))
 
     def get(self, key: type[Any] | str) -> Collection:
         """The collection of a model class or a collection name.
@@ -256,18 +340,43 @@ class Catalog:
         """
         if isinstance(key, str):
             collection = self._by_name.get(key)
+            if collection is None:  # a class mapped since (declarations only: requests check `in` first)
+                self.refresh()
+                collection = self._by_name.get(key)
         else:
             collection = self._by_model.get(key)
             if collection is None and isinstance(key, type):
-                # A subclass in single-table inheritance belongs to its parent's collection.
-                collection = next(
-                    (found for model, found in self._by_model.items() if issubclass(key, model)),
-                    None,
-                )
+                collection = self._narrowed.get(key) or self._narrow(key)
+                if collection is None and self._newly_mapped(key):
+                    collection = self._by_model.get(key) or self._narrow(key)
         if collection is None:
             shown = key if isinstance(key, str) else getattr(key, '__name__', repr(key))
             raise NotFound(f'Unknown collection {shown!r}')
         return collection
+
+    def _newly_mapped(self, model: type[Any]) -> bool:
+        """Whether ``model`` is a class mapped since the last refresh (then it is served now)."""
+        mapper = sa.inspect(model, raiseerr=False)
+        if not isinstance(mapper, Mapper) or mapper in self._seen:
+            return False
+        if not any(mapper in found.mappers for found in self._registries):
+            return False
+        self.refresh()
+        return True
+
+    def _narrow(self, model: type[Any]) -> Collection | None:
+        """A class served through another's collection: a single-table subclass, or the user's own
+        class over a table that was automapped (``Bridge(SQLModel.metadata)``, ``model=Hero``)."""
+        mapper = sa.inspect(model, raiseerr=False)
+        if not isinstance(mapper, Mapper) or not isinstance(mapper.local_table, sa.Table):
+            return None
+        served = self.for_table(mapper.local_table)
+        if served is None:
+            return None
+        # Loading through the class itself adds its discriminator: a sibling's id is then missing.
+        narrowed = served.narrowed(model)
+        self._narrowed[model] = narrowed
+        return narrowed
 
     def for_table(self, table: sa.Table) -> Collection | None:
         """The collection mapped to ``table``, if any."""
@@ -292,46 +401,21 @@ class Catalog:
         Raises:
             RecordsNotFound: the first collection with missing ids, listing them all.
         """
-        wanted: dict[str, tuple[Collection, dict[Any, None]]] = {}
+        # Keyed by name and class: a single-table subclass loads only its own rows of the shared table.
+        wanted: dict[tuple[str, str], tuple[Collection, dict[Any, None]]] = {}
         for collection, ids in requests:
-            entry = wanted.setdefault(collection.name, (collection, {}))
+            entry = wanted.setdefault(_load_key(collection), (collection, {}))
             entry[1].update(dict.fromkeys(ids))
-        loaded: dict[str, dict[Any, Any]] = {}
-        for name in sorted(wanted):
-            collection, merged_ids = wanted[name]
-            loaded[name] = dict(collection.iter_loaded(session, list(merged_ids), lock=lock))
+        loaded: dict[tuple[str, str], dict[Any, Any]] = {}
+        for key in sorted(wanted):
+            collection, merged_ids = wanted[key]
+            loaded[key] = dict(collection.iter_loaded(session, list(merged_ids), lock=lock))
         for collection, ids in requests:
-            missing = [value for value in ids if value not in loaded[collection.name]]
+            missing = [value for value in ids if value not in loaded[_load_key(collection)]]
             if missing:
                 raise RecordsNotFound(collection.name, missing)
-        return [[loaded[collection.name][value] for value in ids] for collection, ids in requests]
+        return [[loaded[_load_key(collection)][value] for value in ids] for collection, ids in requests]
 
 
-def _mappers_of(target: Target) -> list[Mapper[Any]]:
-    if isinstance(target, sa.MetaData):
-        return _automap(target)
-    if isinstance(target, registry):
-        return list(target.mappers)
-    target_registry = getattr(target, 'registry', None)
-    if isinstance(target_registry, registry):
-        return list(target_registry.mappers)
-    raise TypeError(
-        'jet_sqla needs a DeclarativeBase subclass, a sqlalchemy.orm.registry or a MetaData, '
-        f'not {target!r}'
-    )
-
-
-def _automap(metadata: sa.MetaData) -> list[Mapper[Any]]:
-    base = automap_base(metadata=metadata)
-    # Columns are all jet_sqla needs; generated relationships can clash on real schemas.
-    base.prepare(generate_relationship=_no_relationship)
-    mappers = list(base.registry.mappers)
-    mapped = {mapper.local_table for mapper in mappers}
-    for table in metadata.sorted_tables:
-        if table not in mapped:
-            log.warning('table %r has no primary key and is not served as a collection', table.fullname)
-    return mappers
-
-
-def _no_relationship(*args: Any, **kwargs: Any) -> None:
-    return None
+def _load_key(collection: Collection) -> tuple[str, str]:
+    return collection.name, collection.model.__qualname__

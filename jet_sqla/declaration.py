@@ -33,7 +33,8 @@ class ActionContext:
         session: The session of the action's transaction.
         collection: The collection name (``None`` for a common action).
         model: The mapped class (``None`` for a common action).
-        ids: The ids as coerced, in request order, duplicates removed.
+        ids: The ids as coerced, in request order, duplicates removed; for a
+            "select all" (``inverseIds``), the ids it runs on, in primary-key order.
         actor: The JWT's claims, or ``None`` for a shared-token request.
         request: The framework's request object (a ``falcon.Request``), or ``None``.
         action: The action's name.
@@ -73,7 +74,7 @@ class Action:
     __slots__ = (
         'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
         'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session',
+        'needs_session', 'icon',
     )
 
     def __init__(
@@ -93,8 +94,10 @@ class Action:
         instance_parameter: str | None,
         context_parameters: Sequence[str],
         session_parameters: Sequence[str],
+        icon: str | None = None,
     ) -> None:
         self.name = name
+        self.icon = icon
         self.function = function
         self.collections = tuple(collections)
         self.for_instance = for_instance
@@ -122,8 +125,11 @@ class Action:
         described: dict[str, Any] = {'name': self.name}
         if self.label is not None:
             described['label'] = self.label
+            described['verbose_name'] = self.label  # the key jet-django used for the same text
         if self.description is not None:
             described['description'] = self.description
+        if self.icon is not None:
+            described['icon'] = self.icon
         if self.collections:
             names = [collection.name for collection in self.collections]
             described['model_action'] = {
@@ -173,6 +179,7 @@ def declare_action(
     name: str | None = None,
     label: str | None = None,
     description: str | None = None,
+    icon: str | None = None,
 ) -> Action:
     """Build an :class:`Action` from a function and the decorator's arguments.
 
@@ -180,12 +187,19 @@ def declare_action(
         TypeError, ValueError: the declaration cannot work; the message names the function.
     """
     owner = function.__qualname__
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(
+            f'{owner} is an async def: jet_sqla runs actions in a thread, inside its own transaction. '
+            'Write a plain def, and use the session jet_sqla gives it (a parameter annotated Session)'
+        )
     if bulk and not for_instance:
         raise TypeError(f'{owner}: bulk=True needs for_instance=True')
     if for_instance and model is None:
         raise TypeError(f'{owner}: for_instance=True needs model=')
     if timeout is not None and not timeout > 0:
         raise ValueError(f'{owner}: timeout must be a positive number of seconds')
+    if icon is not None and (not isinstance(icon, str) or not icon):
+        raise TypeError(f'{owner}: icon must be the non-empty name of a Jet Admin icon')
     refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
     collections = [catalog.get(ref) for ref in refs]
     if for_instance:
@@ -240,6 +254,7 @@ def declare_action(
         instance_parameter=instance_parameter,
         context_parameters=context_parameters,
         session_parameters=session_parameters,
+        icon=icon,
     )
 
 

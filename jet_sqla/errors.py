@@ -1,7 +1,14 @@
 """The errors jet_sqla's domain code raises.
 
-They know nothing of HTTP: :mod:`jet_sqla.http` maps each one to the nearest
-Falcon error. ``ActionError`` is the one users raise themselves.
+Each class carries the HTTP status it answers with and a stable ``code``; its
+:meth:`JetError.details` are the extra facts a client may act on. Nothing here
+knows a framework: :mod:`jet_sqla.problems` renders any of them, in either of
+the two wire dialects, and :mod:`jet_sqla.http` only writes the bytes. A new
+subclass needs nothing else to be rendered: set ``status`` and ``code`` (or
+inherit them) and, if it has any, return its details. A ``fields`` detail
+(field name -> reason) becomes the per-field errors of a 400, unless
+:meth:`JetError.form_errors` says they are not fields of the form.
+``ActionError`` is the one users raise themselves.
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ class JetError(Exception):
     """Base of every error jet_sqla reports to a client.
 
     Attributes:
-        code: A stable machine-readable identifier, sent as ``code``.
-        message: The human-readable reason, sent as ``description``.
+        status: The HTTP status it answers with.
+        code: A stable machine-readable identifier, sent as ``error_code`` or ``code``.
+        message: The human-readable reason, sent as ``detail``.
     """
 
+    status = 500
     code = 'error'
 
     def __init__(self, message: str) -> None:
@@ -46,8 +55,17 @@ class JetError(Exception):
         self.message = message
 
     def details(self) -> dict[str, Any]:
-        """Extra keys for the JSON error body."""
+        """Extra keys for the JSON error body; ``fields`` maps each bad value's name to its reason."""
         return {}
+
+    def form_errors(self) -> Mapping[str, Any]:
+        """The reasons that belong to fields of the action's form, shown beside each field by Jet Admin."""
+        fields = self.details().get('fields')
+        return fields if isinstance(fields, Mapping) else {}
+
+    def general_errors(self) -> list[str]:
+        """What a 400 shows as ``non_field_errors``: the message, unless the form's errors say it all."""
+        return [] if self.form_errors() else [self.message]
 
 
 class ActionError(JetError):
@@ -56,15 +74,29 @@ class ActionError(JetError):
     Example::
 
         if amount <= 0:
-            raise ActionError('Amount must be positive')
+            raise ActionError('Amount must be positive')               # a general error of the form
+        raise ActionError('More than the balance', field='amount')    # the error of that form field
+
+    Args:
+        message: What the operator reads.
+        field: The form field the message is about, if any.
     """
 
+    status = 400
     code = 'action_error'
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def details(self) -> dict[str, Any]:
+        return {'fields': {self.field: self.message}} if self.field is not None else {}
 
 
 class MessageError(JetError):
     """The request itself is malformed: bad JSON, no name, unknown message."""
 
+    status = 400
     code = 'bad_request'
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
@@ -74,12 +106,24 @@ class MessageError(JetError):
 
 
 class InvalidParams(JetError):
-    """One or more submitted values are bad. Every failing field is listed."""
+    """One or more submitted values are bad. Every failing field is listed.
 
+    Args:
+        fields: Each bad value's name, with its reason.
+        message: A summary; by default one made of the fields.
+        form: The names are fields of the action's form. Otherwise they are the
+            request's own params (``ids``, ``model``, ``inverseIds``…), which a
+            form has no place for: Jet's dialect lists them as general errors.
+    """
+
+    status = 400
     code = 'invalid_params'
 
-    def __init__(self, fields: Mapping[str, str], message: str | None = None) -> None:
+    def __init__(self, fields: Mapping[str, str], message: str | None = None, *, form: bool = False) -> None:
         self.fields = dict(fields)
+        self.form = form
+        #: A message given on purpose says more than the fields, so it is shown beside them.
+        self._summary_only = message is None
         if message is None:
             listed = '; '.join(f'{name}: {reason}' for name, reason in self.fields.items())
             message = f'Invalid parameters: {listed}'
@@ -88,10 +132,20 @@ class InvalidParams(JetError):
     def details(self) -> dict[str, Any]:
         return {'fields': self.fields}
 
+    def form_errors(self) -> Mapping[str, Any]:
+        return self.fields if self.form else {}
+
+    def general_errors(self) -> list[str]:
+        summary = [] if self._summary_only and self.fields else [self.message]
+        if self.form:
+            return summary
+        return summary + [f'{name}: {reason}' for name, reason in self.fields.items()] or [self.message]
+
 
 class NotFound(JetError):
     """An unknown action, collection or field."""
 
+    status = 404
     code = 'not_found'
 
 
@@ -114,18 +168,21 @@ class RecordsNotFound(NotFound):
 class Unauthorized(JetError):
     """No credentials, or credentials that do not match."""
 
+    status = 401
     code = 'unauthorized'
 
 
 class Forbidden(JetError):
     """Valid credentials that may not do this."""
 
+    status = 403
     code = 'forbidden'
 
 
 class Conflict(JetError):
     """An idempotency key reused for a different request."""
 
+    status = 409
     code = 'conflict'
 
 
@@ -153,12 +210,14 @@ class SearchTooComplex(MessageError):
 class TooLarge(JetError):
     """The body, or the number of ids, is over its limit."""
 
+    status = 413
     code = 'too_large'
 
 
 class DatabaseUnavailable(JetError):
     """The database could not be reached; nothing was written."""
 
+    status = 503
     code = 'database_unavailable'
 
 
@@ -174,16 +233,19 @@ class OutcomeUnknown(DatabaseUnavailable):
 class ServerBusy(JetError):
     """Every database connection is in use and none came free in time; nothing was run."""
 
+    status = 503
     code = 'server_busy'
 
 
 class StatementTimeout(JetError):
     """An action's statement ran past its ``timeout``; it was rolled back."""
 
+    status = 504
     code = 'timeout'
 
 
 class InternalError(JetError):
     """An unexpected failure; the details go to the log only."""
 
+    status = 500
     code = 'internal_error'

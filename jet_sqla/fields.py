@@ -55,8 +55,10 @@ class Field(str, enum.Enum):
                 raise ValueError(f'unknown field type {value!r}; expected one of {names}') from None
 
 
-# Order matters: bool is an int, datetime is a date.
+# Order matters: an Enum may also be a str or an int (StrEnum, IntEnum, ``class X(str, Enum)``),
+# bool is an int, datetime is a date.
 _PYTHON_FIELDS: tuple[tuple[type, Field], ...] = (
+    (enum.Enum, Field.SELECT),
     (bool, Field.BOOLEAN),
     (int, Field.INTEGER),
     (float, Field.FLOAT),
@@ -68,7 +70,6 @@ _PYTHON_FIELDS: tuple[tuple[type, Field], ...] = (
     (datetime.time, Field.TIME),
     (dict, Field.JSON),
     (list, Field.JSON),
-    (enum.Enum, Field.SELECT),
 )
 
 
@@ -97,7 +98,12 @@ _COLUMN_FIELDS: tuple[tuple[type[sa.types.TypeEngine[Any]], Field], ...] = (
 
 
 def field_for_column_type(column_type: sa.types.TypeEngine[object]) -> Field:
-    """The field for a column's SQLAlchemy type; CharField when nothing fits."""
+    """The field for a column's SQLAlchemy type; CharField when nothing fits.
+
+    A ``TypeDecorator`` (SQLModel's ``AutoString``…) gets the field of the type it stores.
+    """
+    while isinstance(column_type, sa.types.TypeDecorator):
+        column_type = column_type.impl_instance
     if isinstance(column_type, sa.Numeric) and not isinstance(column_type, sa.Float):
         return Field.FLOAT if not column_type.asdecimal else Field.DECIMAL
     for candidate, field in _COLUMN_FIELDS:

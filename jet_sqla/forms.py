@@ -150,7 +150,7 @@ class Form:
             if unknown:
                 log.debug('ignoring unknown form keys: %s', ', '.join(sorted(map(str, unknown))))
         if errors:
-            raise InvalidParams(errors)
+            raise InvalidParams(errors, form=True)
         return values
 
     def references(self, values: Mapping[str, Any]) -> list[tuple[FormField, Any]]:

@@ -9,144 +9,104 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-from collections.abc import Mapping, MutableMapping
-from http import HTTPStatus
-from types import MappingProxyType
+from collections.abc import MutableMapping
 from typing import Any
 
 import falcon
 import sqlalchemy as sa
 
-from . import encoding
+from . import encoding, problems
 from .auth import Authenticator
 from .errors import (
-    ActionError,
-    Conflict,
     DatabaseUnavailable,
-    Forbidden,
     InternalError,
     InvalidParams,
     JetError,
     MessageError,
-    NotFound,
     OutcomeUnknown,
     ServerBusy,
-    StatementTimeout,
     TooLarge,
-    Unauthorized,
 )
 from .messages import Dispatcher
 
-__all__ = ['HealthResource', 'MessagesResource', 'add_routes', 'create_app', 'to_http_error']
+__all__ = ['HealthResource', 'JetHTTPError', 'MessagesResource', 'add_routes', 'create_app', 'to_http_error']
 
 log = logging.getLogger(__name__)
 
 JSON = 'application/json'
 
 
-class _Detailed(falcon.HTTPError):
-    """Adds domain details (``fields``, ``missing_ids``…) to Falcon's error body.
+class JetHTTPError(falcon.HTTPError):
+    """A domain error raised through Falcon; any error serializer renders it in Jet's dialect.
 
-    Never raised itself: each subclass also inherits a concrete Falcon error,
-    which comes after this class in the MRO and supplies the status.
+    jet_sqla's own handlers never need it (they render the domain error
+    directly, in the dialect the request asks for); it serves code that wants
+    a ``falcon.HTTPError`` in hand.
     """
 
-    details: Mapping[str, Any] = MappingProxyType({})
+    def __init__(self, error: JetError) -> None:
+        super().__init__(error.status, description=error.message, headers=_headers_for(error))
+        self.error = error
 
     def to_dict(self, obj_type: type[MutableMapping[str, Any]] = dict) -> MutableMapping[str, Any]:
-        body = super().to_dict(obj_type)
-        body.update(self.details)
+        body = obj_type()
+        body.update(problems.jet_body(self.error))
         return body
 
 
-class BadRequest(_Detailed, falcon.HTTPBadRequest):
-    pass
+def to_http_error(error: JetError) -> JetHTTPError:
+    """The Falcon error for a domain error, with the headers its status calls for."""
+    return JetHTTPError(error)
 
 
-class Unauthenticated(_Detailed, falcon.HTTPUnauthorized):
-    pass
+def _headers_for(error: JetError) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if error.status == 401:
+        headers['WWW-Authenticate'] = 'Bearer, Token, ProjectToken, JWT'
+    if isinstance(error, (DatabaseUnavailable, ServerBusy)) and not isinstance(error, OutcomeUnknown):
+        headers['Retry-After'] = '1'  # safe: nothing was written (nor run, when the server was busy)
+    return headers
 
 
-class Refused(_Detailed, falcon.HTTPForbidden):
-    pass
-
-
-class Missing(_Detailed, falcon.HTTPNotFound):
-    pass
-
-
-class Clash(_Detailed, falcon.HTTPConflict):
-    pass
-
-
-class PayloadTooLarge(_Detailed, falcon.HTTPContentTooLarge):
-    pass
-
-
-class Unavailable(_Detailed, falcon.HTTPServiceUnavailable):
-    pass
-
-
-class Timeout(_Detailed, falcon.HTTPGatewayTimeout):
-    pass
-
-
-class ServerError(_Detailed, falcon.HTTPInternalServerError):
-    pass
-
-
-# Most specific first: RecordsNotFound is a NotFound, and so on.
-_ERROR_CLASSES: tuple[tuple[type[JetError], type[_Detailed]], ...] = (
-    (InvalidParams, BadRequest),
-    (MessageError, BadRequest),
-    (ActionError, BadRequest),
-    (NotFound, Missing),
-    (Unauthorized, Unauthenticated),
-    (Forbidden, Refused),
-    (Conflict, Clash),
-    (TooLarge, PayloadTooLarge),
-    (DatabaseUnavailable, Unavailable),
-    (ServerBusy, Unavailable),
-    (StatementTimeout, Timeout),
-    (InternalError, ServerError),
-)
-
-
-def to_http_error(error: JetError) -> falcon.HTTPError:
-    """The Falcon error for a domain error, carrying its code, message and details."""
-    http_class: type[_Detailed] = ServerError
-    for domain_class, candidate in _ERROR_CLASSES:
-        if isinstance(error, domain_class):
-            http_class = candidate
-            break
-    kwargs: dict[str, Any] = {'description': error.message, 'code': error.code}
-    if http_class is Unauthenticated:
-        kwargs['challenges'] = ['Bearer', 'JWT']
-    if http_class is Unavailable and not isinstance(error, OutcomeUnknown):
-        kwargs['retry_after'] = 1  # safe: nothing was written (nor run, when the server was busy)
-    http_error = http_class(**kwargs)
-    http_error.details = error.details()
-    return http_error
+def _write_error(req: falcon.Request, resp: falcon.Response, error: JetError) -> None:
+    """The one place an error response is written: in Jet's dialect, or as problem details if asked."""
+    content_type, body = problems.render(error, problem=problems.wants_problem(req.get_header('Accept')))
+    resp.status = error.status
+    resp.data = encoding.dumps(body)
+    resp.content_type = content_type
+    resp.append_header('Vary', 'Accept')
+    for name, value in _headers_for(error).items():
+        resp.set_header(name, value)
 
 
 def _handle_jet_error(req: falcon.Request, resp: falcon.Response, error: JetError, params: Any) -> None:
-    raise to_http_error(error)
+    # Written here rather than raised on, so that an app jet_sqla is mounted on renders it the same way.
+    _write_error(req, resp, error)
 
 
 def _handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     if isinstance(error, falcon.HTTPError):
         raise error  # already a proper client-facing error
     log.error('unhandled error on %s %s', req.method, req.path, exc_info=error)
-    raise ServerError(description='Internal error. The server log has the details.', code='internal_error')
+    _write_error(req, resp, InternalError('Internal error. The server log has the details.'))
+
+
+class _FrameworkError(JetError):
+    """An error Falcon raised itself (no route, wrong method, bad header), as a domain error to render."""
+
+    def __init__(self, error: falcon.HTTPError, req: falcon.Request) -> None:
+        phrase = problems.status_phrase(error.status_code)
+        super().__init__(error.description or f'{phrase}: {req.method} {req.path[:200]}')
+        self.status = error.status_code
+        self.code = problems.code_for_status(error.status_code)
 
 
 def _serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
-    # Always JSON, whatever the client's Accept header asks for.
-    body = error.to_dict()
-    if 'code' not in body:  # Falcon's own errors (no route, wrong method, bad header) carry none
-        body['code'] = HTTPStatus(error.status_code).phrase.lower().replace(' ', '_').replace('-', '_')
+    # Always JSON, whatever else the client's Accept header asks for.
+    domain = error.error if isinstance(error, JetHTTPError) else _FrameworkError(error, req)
+    content_type, body = problems.render(domain, problem=problems.wants_problem(req.get_header('Accept')))
     resp.data = encoding.dumps(body)
-    resp.content_type = JSON
+    resp.content_type = content_type
     resp.append_header('Vary', 'Accept')
 
 
@@ -169,7 +129,7 @@ class MessagesResource:
         key = req.get_header('Idempotency-Key')
         if key is not None and not 0 < len(key) <= 255:
             # Refused on every message, as the OpenAPI document says, not only where a key is used.
-            raise to_http_error(InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'}))
+            raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         message = self._read_message(req)
         resp.data = self.dispatcher.dispatch(
             message.get('name'),
@@ -183,27 +143,27 @@ class MessagesResource:
     def _read_message(self, req: falcon.Request) -> dict[str, Any]:
         limit = self.max_body_size
         if req.content_length is not None and req.content_length > limit:
-            raise to_http_error(TooLarge(f'The body is over the limit of {limit} bytes'))
+            raise TooLarge(f'The body is over the limit of {limit} bytes')
         if req.content_length is None and req.env.get('wsgi.input_terminated'):
             body = req.stream.read(limit + 1)  # a chunked body: the server marks where it ends
         else:
             body = req.bounded_stream.read(limit + 1)
         if len(body) > limit:
-            raise to_http_error(TooLarge(f'The body is over the limit of {limit} bytes'))
+            raise TooLarge(f'The body is over the limit of {limit} bytes')
         if req.content_length is not None and len(body) < req.content_length:
             # The client stopped mid-upload; even a body that parses is not the request it meant.
-            raise to_http_error(MessageError(f'The body ended after {len(body)} of the {req.content_length} bytes '
-                                             'its Content-Length announced', code='incomplete_body'))
+            raise MessageError(f'The body ended after {len(body)} of the {req.content_length} bytes '
+                               'its Content-Length announced', code='incomplete_body')
         if not body.strip():
-            raise to_http_error(MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
-                                             code='invalid_json'))
+            raise MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
+                               code='invalid_json')
         try:
             message = encoding.loads(body)
         except encoding.DecodeError as error:
-            raise to_http_error(MessageError(f'The body is not valid JSON: {error}', code='invalid_json')) from None
+            raise MessageError(f'The body is not valid JSON: {error}', code='invalid_json') from None
         if not isinstance(message, dict):
-            raise to_http_error(MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
-                                             code='invalid_json'))
+            raise MessageError('The body must be a JSON object: {"name": ..., "params": {...}}',
+                               code='invalid_json')
         return message
 
 

@@ -19,13 +19,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import database, encoding
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
 from .declaration import ActionRegistry
+from .dialect import read_execute_params
 from .errors import (
     DatabaseUnavailable,
     Forbidden,
@@ -38,7 +39,7 @@ from .errors import (
     StatementTimeout,
 )
 from .fields import field_for_column_type
-from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, parse_query
+from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
 
 __all__ = [
     'EXECUTE_ACTION',
@@ -140,7 +141,7 @@ class Dispatcher:
         actions: ActionRegistry,
         field_options: FieldOptions,
         executor: Executor,
-        sessions: sessionmaker[Session],
+        sessions: Callable[[], Session],
         handlers: Handlers,
         *,
         engine: sa.Engine,
@@ -158,6 +159,9 @@ class Dispatcher:
         self.sessions = sessions
         self.handlers = handlers
         self._action_list: tuple[int, list[dict[str, Any]], bytes] | None = None
+        #: Option queries run in a session from ``sessions`` (the app's own, with its filters), not on a
+        #: bare connection.
+        self.options_in_sessions = False
         self._routes: dict[str, Callable[[Any, Identity, Any], bytes]] = {
             GET_ACTION_LIST: self.get_action_list,
             EXECUTE_ACTION: self.execute_action,
@@ -238,13 +242,13 @@ class Dispatcher:
             if handler is not None:
                 return _encode_handler_result(handler(EXECUTE_ACTION, params), default=b'{"result":true}')
             raise NotFound(f'Unknown action {str(name)[:100]!r}')
-        form = _decode_params(params.get('params'), 'params.params')
+        form, inverse = read_execute_params(params, _decode_params(params.get('params'), 'params.params'))
         key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
             raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         return self.executor.execute(
             ExecuteRequest(action, collection=params.get('model'), params=form, actor=identity.actor,
-                           request=request, idempotency_key=key)
+                           request=request, idempotency_key=key, inverse=inverse, grant=identity.grant)
         )
 
     def get_field_options(self, params: Any, identity: Identity, request: Any) -> bytes:
@@ -258,8 +262,9 @@ class Dispatcher:
             if handler is not None:
                 return _encode_handler_result(handler(GET_FIELD_OPTIONS, params), default=b'[]')
             owner = params.get('action') or params.get('model')
-            raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options')
-        if source.needs_session:
+            reason = self._no_options_reason(params, field)
+            raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options{reason}')
+        if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
                 database.limit_reads(session.connection(), self.read_timeout)
                 options = source.options(session, query)
@@ -271,6 +276,13 @@ class Dispatcher:
         else:
             options = source.options(None, query)
         return encoding.dumps([option.to_dict() for option in options])
+
+    def _no_options_reason(self, params: Mapping[str, Any], field: str) -> str:
+        model = params.get('model')
+        if params.get('action') is not None or not isinstance(model, str) or model not in self.catalog:
+            return ''
+        composite = composite_foreign_key(self.catalog.get(model), field)
+        return f': it is one column of the composite foreign key ({composite}), and alone names no row' if composite else ''
 
     def _options_source(self, params: Mapping[str, Any], field: str) -> OptionsSource | None:
         action_name = params.get('action')
@@ -307,14 +319,18 @@ class Dispatcher:
         query = parse_query({'limit': params.get('limit', 20), 'offset': params.get('offset')})
         table = collection.table
         order = list(table.primary_key.columns)
-        statement = sa.select(table).order_by(*order).limit(query.limit + 1).offset(query.offset)
+        # FROM the model: an ORM statement, which the app's session filters (soft delete…) apply to.
+        statement = (sa.select(table).select_from(collection.model)
+                     .order_by(*order).limit(query.limit + 1).offset(query.offset))
         with self.sessions() as session:
             database.limit_reads(session.connection(), self.read_timeout)
             rows = session.execute(statement).mappings().all()
-        records = [{key: _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
+        # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.
+        names = {column.key: collection.attribute_name(column) for column in table.columns}
+        records = [{names.get(key, key): _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({
-            'pk': collection.pk.key if collection.pk is not None else None,
-            'columns': [{'name': column.key, 'field': field_for_column_type(column.type).value}
+            'pk': collection.attribute_name(collection.pk) if collection.pk is not None else None,
+            'columns': [{'name': collection.attribute_name(column), 'field': field_for_column_type(column.type).value}
                         for column in table.columns],
             'records': records,
             'has_more': len(rows) > query.limit,

@@ -13,7 +13,7 @@ import importlib.metadata
 from collections.abc import Sequence
 from typing import Any
 
-from . import encoding
+from . import encoding, problems
 from .fields import Field
 from .messages import EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, LIST_RECORDS
 from .options import MAX_LIMIT, MAX_OFFSET, MAX_SEARCH_LENGTH
@@ -24,12 +24,14 @@ OPENAPI_VERSION = '3.1.0'
 
 #: Every error status the messages endpoint answers with, and when.
 ERROR_STATUSES: dict[int, str] = {
-    400: 'The body, a message or a form value is malformed; `fields` names every bad value.',
+    400: ('The body, a message or a form value is malformed. Each bad form value is named: under its own '
+          'key (Jet\'s dialect) or in `fields` (problem details).'),
     401: 'No credentials, or credentials that do not verify.',
     403: 'Valid credentials that may not do this: another project, a read-only user, or `allow=`.',
     404: 'An unknown action, collection, field, or records (`missing_ids` lists them).',
     409: 'The action conflicts with existing data, or an idempotency key was reused for another request.',
-    413: 'The body is over `max_body_size` bytes, or the request names more than `max_ids` ids.',
+    413: ('The body is over `max_body_size` bytes, or the request names (or selects, with `inverseIds`) '
+          'more than `max_ids` records.'),
     500: 'The action raised an unexpected exception; it was rolled back and the log has the details.',
     503: ('The database is unavailable or the action could not take its locks; nothing was changed, '
           'except with code `outcome_unknown`: the connection died during the COMMIT, check before retrying.'),
@@ -62,17 +64,17 @@ def _message(name: str, params: dict[str, Any], summary: str, *, params_required
 
 
 def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
+    ids = {
+        'oneOf': [
+            {'type': 'array', 'items': _ID, 'maxItems': max_ids},
+            {'type': 'string', 'description': 'Comma-separated ids: "1,2,3".'},
+        ],
+    }
     form_values = {
         'type': 'object',
         'description': 'The form values by field name, plus the records the action runs on.',
         'properties': {
-            'ids': {
-                'oneOf': [
-                    {'type': 'array', 'items': _ID, 'maxItems': max_ids},
-                    {'type': 'string', 'description': 'Comma-separated ids: "1,2,3".'},
-                ],
-                'description': f'The selected records; at most {max_ids} (more is a 413).',
-            },
+            'ids': {**ids, 'description': f'The selected records; at most {max_ids} (more is a 413).'},
             'id': _ID,
             'idempotency_key': {'type': 'string', 'minLength': 1, 'maxLength': 255},
         },
@@ -106,6 +108,15 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
                 'properties': {
                     'name': {'type': 'string', 'minLength': 1, 'description': "The action's name."},
                     'model': {'type': 'string', 'description': 'The collection, for an action that serves several.'},
+                    'ids': {**ids, 'description': "The records, beside the form (Jet Admin's client sends them "
+                                                  'here); if the form has ids too, they must agree.'},
+                    'id': _ID,
+                    'inverseIds': {
+                        'oneOf': [{'type': 'boolean'}, {'enum': ['true', 'false']}],
+                        'description': ('"Select all": every record of the collection except `ids`, in primary-key '
+                                        'order; bulk record actions only. More than the ids limit is a 413.'),
+                    },
+                    'inverse_ids': {'oneOf': [{'type': 'boolean'}, {'enum': ['true', 'false']}]},
                     'params': form_values,
                 },
             },
@@ -207,23 +218,7 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
                 'has_more': {'type': 'boolean'},
             },
         },
-        'Error': {
-            'type': 'object',
-            'required': ['title', 'code'],
-            'properties': {
-                'title': {'type': 'string', 'description': 'The HTTP status line, as "400 Bad Request".'},
-                'description': {'type': 'string', 'description': 'The reason, fit to show the operator.'},
-                'code': {'type': 'string', 'description': 'A stable identifier: invalid_params, too_large…'},
-                'fields': {
-                    'type': 'object',
-                    'additionalProperties': {'type': 'string'},
-                    'description': 'Each bad form value or message param, with its reason.',
-                },
-                'collection': {'type': 'string'},
-                'missing_ids': {'type': 'array', 'description': 'The ids that name no record.'},
-            },
-            'additionalProperties': True,
-        },
+        **problems.json_schemas(),
         'Health': {
             'type': 'object',
             'required': ['status'],
@@ -242,7 +237,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _error_responses(statuses: Sequence[int]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in statuses:
-        response = _json(_ref('Error'), ERROR_STATUSES[status])
+        response = _json(_ref('ValidationErrors' if status == 400 else 'Error'), ERROR_STATUSES[status])
+        response['content']['application/problem+json'] = {'schema': _ref('Problem')}
         if status == 401:
             response['headers'] = {'WWW-Authenticate': {'schema': {'type': 'string'}}}
         elif status == 503:
@@ -302,6 +298,13 @@ def build_document(
                         'required': False,
                         'description': 'execute_action only, with audit=True: a repeated key replays the first answer.',
                         'schema': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+                    }, {
+                        'name': 'Accept',
+                        'in': 'header',
+                        'required': False,
+                        'description': ('Errors come in Jet\'s dialect unless this includes '
+                                        'application/problem+json, which gets RFC 9457 problem details.'),
+                        'schema': {'type': 'string'},
                     }],
                     'requestBody': {
                         'required': True,

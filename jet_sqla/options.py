@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection, fits_integer_column, integer_bits
+from .catalog import Catalog, Collection, fits_integer_column, integer_range, storage_type
+from .coerce import coercer_for_python_type
 from .errors import InvalidParams
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     'OptionsQuery',
     'OptionsSource',
     'column_options',
+    'composite_foreign_key',
     'humanize',
     'stable_color',
 ]
@@ -190,14 +192,24 @@ class ForeignKeyOptions(OptionsSource):
         if column is None:
             raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
         self.value_column: sa.Column[Any] = column
-        self._value_bits = integer_bits(column.type)
+        self._value_bits = integer_range(column.type)
+        # ``after`` is a value of the referenced column, which need not be the primary key.
+        self._coerce_after = related.coerce_id if column is related.pk else _column_coercer(column)
         label = related.label
+        # The model's attributes, not the table's columns: an ORM statement, which a session's
+        # do_orm_execute filters (soft delete, tenants) apply to; a plain connection runs it alike.
+        value_attribute = getattr(related.model, related.attribute_name(column))
+        label_attribute = getattr(related.model, related.attribute_name(label))
         # PERF: the statement is built once; a request only binds its limit and offset.
         self._page = (
-            sa.select(column, label).order_by(column)
+            sa.select(value_attribute, label_attribute).order_by(value_attribute)
             .limit(sa.bindparam('limit', type_=sa.Integer)).offset(sa.bindparam('offset', type_=sa.Integer))
         )
-        self._searchable = label if isinstance(label.type, sa.String) else sa.cast(label, sa.String)
+        self._value_attribute = value_attribute
+        self._searchable = (label_attribute if isinstance(storage_type(label.type), sa.String)
+                            else sa.cast(label_attribute, sa.String))
+        # CHAR pads its values with spaces; a label is read without them.
+        self._trim = isinstance(storage_type(label.type), sa.CHAR)
 
     def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         assert session is not None
@@ -206,7 +218,7 @@ class ForeignKeyOptions(OptionsSource):
             statement = statement.where(self._searchable.icontains(query.q, autoescape=True))
         if query.after is not None:
             try:
-                after = self.related.coerce_id(query.after)
+                after = self._coerce_after(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
             dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
@@ -215,10 +227,20 @@ class ForeignKeyOptions(OptionsSource):
                     return []  # nothing can come after a value past the column's largest
                 # every value comes after one below the column's smallest: no condition
             else:
-                statement = statement.where(self.value_column > after)
+                statement = statement.where(self._value_attribute > after)
         # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
         rows = session.execute(statement, {'limit': query.limit, 'offset': query.offset}).all()
-        return [Option(value, str(label) if label is not None else str(value)) for value, label in rows]
+        trim = self._trim
+        return [Option(value, (str(label).rstrip() if trim else str(label)) if label is not None else str(value))
+                for value, label in rows]
+
+
+def _column_coercer(column: sa.Column[Any]) -> Any:
+    try:
+        python_type = storage_type(column.type).python_type
+    except NotImplementedError:
+        python_type = str
+    return coercer_for_python_type(python_type if isinstance(python_type, type) else str)
 
 
 #: The arguments a custom options function may ask for, by name.
@@ -266,12 +288,25 @@ def column_options(catalog: Catalog, collection: Collection, column: sa.Column[A
     if isinstance(column.type, sa.Enum):
         return EnumOptions.from_column_type(column.type)
     for foreign_key in column.foreign_keys:
+        if foreign_key.constraint is not None and len(foreign_key.constraint.columns) > 1:
+            # One column of a composite key: its values alone name no row, so it gets no options.
+            return None
         referenced = foreign_key.column
         if not isinstance(referenced.table, sa.Table):
             continue
         related = catalog.for_table(referenced.table)
         if related is not None and len(column.foreign_keys) == 1:
             return ForeignKeyOptions(related, referenced)
+    return None
+
+
+def composite_foreign_key(collection: Collection, field: str) -> str | None:
+    """The columns of the composite foreign key ``field`` belongs to (``'a, b'``), or ``None``."""
+    column = collection.column_named(field)
+    for foreign_key in column.foreign_keys if column is not None else ():
+        constraint = foreign_key.constraint
+        if constraint is not None and len(constraint.columns) > 1:
+            return ', '.join(collection.attribute_name(each) for each in constraint.columns)
     return None
 
 
@@ -347,17 +382,24 @@ class FieldOptions:
         return self._custom.get((kind, owner, field))
 
     def derived(self, collection: Collection) -> dict[str, OptionsSource]:
-        """The options every column of ``collection`` gets with no user code, by column key."""
+        """The options every column of ``collection`` gets with no user code, by attribute name."""
         sources = self._derived.get(collection.name)
         if sources is None:
             sources = {}
             for column in collection.table.columns:
                 source = column_options(self.catalog, collection, column)
                 if source is not None:
-                    sources[column.key] = source
+                    sources[collection.attribute_name(column)] = source
             self._derived[collection.name] = sources
         return sources
 
     def for_column(self, collection: Collection, field: str) -> OptionsSource | None:
-        """The source of a collection field's options, or ``None``."""
-        return self.custom('collection', collection.name, field) or self.derived(collection).get(field)
+        """The source of a collection field's options, or ``None``; ``field`` is an attribute or column name."""
+        custom = self.custom('collection', collection.name, field)
+        if custom is not None:
+            return custom
+        column = collection.column_named(field)
+        if column is None:
+            return None
+        attribute = collection.attribute_name(column)
+        return self.custom('collection', collection.name, attribute) or self.derived(collection).get(attribute)

@@ -26,7 +26,7 @@ Deadlines close what does not arrive in time:
   headers is closed to make room for a new one.
 
 gunicorn's own error pages (400 for a malformed request line, 431, 414…) are
-answered in JSON by this worker.
+answered in JSON by this worker, in the same dialect as the app's errors.
 
 Use it with plain gunicorn too: ``gunicorn --worker-class jet_sqla.workers.BufferingWorker``.
 TLS and HTTP/2 connections are passed to gthread's own handling unchanged.
@@ -46,6 +46,9 @@ from functools import partial
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
+
+from . import problems
+from .errors import JetError
 
 try:
     from gunicorn.http2 import negotiation as _negotiation
@@ -311,8 +314,9 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         """Answer in JSON from the loop and close: for requests no thread should ever see."""
         self._leave(arriving)
         self.log.warning('Invalid request from ip=%s: %s', _ip(arriving.conn.client), message)
+        head = arriving.buffer[: arriving.header_end] if arriving.header_end >= 0 else arriving.buffer
         try:
-            arriving.conn.sock.send(_json_response(status, reason, message))
+            arriving.conn.sock.send(_json_response(status, reason, message, _accept_of(head)))
         except OSError:
             pass
         self.nr_conns -= 1
@@ -349,9 +353,11 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
         status, reason, message = capture.parsed()
         if status is None:
             return
+        accept = next((value for name, value in getattr(req, 'headers', None) or () if name.upper() == 'ACCEPT'),
+                       None)
         try:
             client.setblocking(False)
-            client.send(_json_response(status, reason, message))
+            client.send(_json_response(status, reason, message, accept))
         except OSError:
             self.log.debug('Failed to send error message.')
 
@@ -382,9 +388,27 @@ def _ip(client: Any) -> str:
     return str(client[0]) if isinstance(client, tuple) and client else str(client)
 
 
-def _json_response(status: int, reason: str, message: str) -> bytes:
-    code = re.sub(r'[^a-z0-9]+', '_', reason.lower()).strip('_') or 'error'
-    body = json.dumps({'title': f'{status} {reason}', 'description': message or reason, 'code': code}).encode()
-    head = (f'HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n'
-            f'Content-Length: {len(body)}\r\n\r\n')
-    return head.encode('latin-1') + body
+class _Refusal(JetError):
+    """A request refused before the app saw it, rendered like any error of the app."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = problems.code_for_status(status)
+
+
+_ACCEPT = re.compile(rb'^accept[ \t]*:[ \t]*([^\r\n]*)', re.IGNORECASE | re.MULTILINE)
+
+
+def _accept_of(head: bytes | bytearray) -> str | None:
+    found = _ACCEPT.search(head)
+    return found.group(1).decode('latin-1') if found else None
+
+
+def _json_response(status: int, reason: str, message: str, accept: str | None = None) -> bytes:
+    """The whole HTTP response for a refusal: in Jet's dialect, or as problem details if asked."""
+    content_type, body = problems.render(_Refusal(status, message or reason), problem=problems.wants_problem(accept))
+    payload = json.dumps(body).encode()
+    head = (f'HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {content_type}\r\n'
+            f'Content-Length: {len(payload)}\r\n\r\n')
+    return head.encode('latin-1') + payload

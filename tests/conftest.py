@@ -25,6 +25,8 @@ MARIADB_URL = os.environ.get('JET_SQLA_TEST_MARIADB_URL', 'mysql+pymysql://root@
 IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
 TOKEN = 'test-token'
 AUTH = {'Authorization': f'Bearer {TOKEN}'}
+#: Asks for RFC 9457 problem details, whose ``code`` and ``fields`` most tests assert on.
+PROBLEM = {'Accept': 'application/problem+json'}
 
 _reachable: dict[str, str | None] = {}
 
@@ -151,12 +153,17 @@ def bridge(make_bridge: Callable[..., Bridge]) -> Bridge:
 
 
 class Client:
-    """The real Falcon app, through falcon.testing, speaking the messages protocol."""
+    """The real Falcon app, through falcon.testing, speaking the messages protocol.
+
+    It asks for problem details (``Accept: application/problem+json``) unless
+    ``headers`` say otherwise, so errors carry their ``code`` and ``fields``;
+    Jet's own dialect, the default for other clients, is tested in test_dialect_errors.py.
+    """
 
     def __init__(self, bridge: Bridge, headers: dict[str, str] | None = None) -> None:
         self.bridge = bridge
         self._client: testing.TestClient | None = None
-        self.headers = dict(AUTH if headers is None else headers)
+        self.headers = {**PROBLEM, **(AUTH if headers is None else headers)}
 
     @property
     def http(self) -> testing.TestClient:

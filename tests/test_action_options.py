@@ -137,7 +137,7 @@ class TestCustom:
         order = declare_order(bridge)
         missing = client.message('get_field_options', {'action': 'order', 'field': 'note'})
         assert missing.status_code == 404
-        assert missing.json['code'] == 'not_found' and "'note'" in missing.json['description']
+        assert missing.json['code'] == 'not_found' and "'note'" in missing.json['detail']
 
         bridge.field_options(order, 'note')(lambda: [Option('urgent', 'Urgent', color='red')])
         assert options(client, 'order', 'note') == [{'value': 'urgent', 'name': 'Urgent', 'color': 'red'}]
@@ -153,7 +153,7 @@ class TestCustom:
         assert [o['value'] for o in options(client, 'transfer_money', 'currency')] == ['EUR', 'GBP']
         assert client.message('get_field_options', {'action': 'other', 'field': 'currency'}).status_code == 404
         unknown = client.message('get_field_options', {'action': 'transfer', 'field': 'currency'})
-        assert unknown.status_code == 404 and "'transfer'" in unknown.json['description']
+        assert unknown.status_code == 404 and "'transfer'" in unknown.json['detail']
 
     def test_action_provider_does_not_answer_a_column_of_the_same_name(self, bridge: Bridge, client: Client) -> None:
         @bridge.action(model=User)
@@ -189,7 +189,7 @@ class TestErrors:
         declare_order(bridge)
         result = client.message('get_field_options', params)
         assert result.status_code == status
-        assert result.json == {'title': '404 Not Found', 'description': expected, 'code': 'not_found'}
+        assert result.json == {'type': 'about:blank', 'title': 'Not Found', 'status': 404, 'detail': expected, 'code': 'not_found'}
 
     @pytest.mark.parametrize(('params', 'field'), [
         ({'limit': 0}, 'limit'), ({'offset': -1}, 'offset'), ({'q': 5}, 'q'), ({'form': 'italy'}, 'form'),

@@ -110,7 +110,7 @@ class TestKinds:
         @bridge.action()
         def rebuild_index() -> None: ...
 
-        @bridge.action(model=[User, 'accounts'], name='audit_things', label='Audit')
+        @bridge.action(model=[User, 'accounts'], name='audit_things', label='Audit', icon='search')
         def audit(ctx: ActionContext) -> None: ...
 
         result = client.message('get_action_list')
@@ -119,7 +119,7 @@ class TestKinds:
             {'name': 'mail_users', 'model_action': {'model': 'users', 'for_instance': True, 'bulk': True}, 'params': []},
             {'name': 'refresh_users_status', 'model_action': {'model': 'users', 'for_instance': False, 'bulk': False}, 'params': []},
             {'name': 'rebuild_index', 'common_action': {}, 'params': []},
-            {'name': 'audit_things', 'label': 'Audit',
+            {'name': 'audit_things', 'label': 'Audit', 'verbose_name': 'Audit', 'icon': 'search',
              'model_action': {'model': ['users', 'accounts'], 'for_instance': False, 'bulk': False}, 'params': []},
         ]
 
@@ -203,7 +203,7 @@ class TestIds:
         assert result.status_code == 404
         assert result.json['code'] == 'records_not_found'
         assert result.json['missing_ids'] == [7, 9]
-        assert '7' in result.json['description'] and '9' in result.json['description']
+        assert '7' in result.json['detail'] and '9' in result.json['detail']
 
     def test_ten_thousand_ids_take_at_most_twenty_queries(self, bridge: Bridge, client: Client, engine: sa.Engine,
                                                          statements: StatementLog) -> None:
@@ -264,7 +264,8 @@ class TestTransactions:
 
         result = client.execute('half', ids=[1, 2])
         assert result.status_code == 400
-        assert result.json == {'title': '400 Bad Request', 'description': 'Not today', 'code': 'action_error'}
+        assert result.json == {'type': 'about:blank', 'title': 'Bad Request', 'status': 400, 'detail': 'Not today',
+                               'code': 'action_error'}
         assert names(engine) == {1: 'user 1', 2: 'user 2'}
         with Session(engine) as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Counter)) == 0
@@ -403,7 +404,7 @@ class TestDeclaration:
         result = client.execute('nothing_here')
         assert result.status_code == 404
         assert result.json['code'] == 'not_found'
-        assert 'nothing_here' in result.json['description']
+        assert 'nothing_here' in result.json['detail']
 
 
 def test_programmatic_execute(bridge: Bridge, engine: sa.Engine) -> None:

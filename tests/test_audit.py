@@ -94,7 +94,7 @@ class TestActionLog:
     def test_a_failure_is_logged_after_the_rollback(self, audited: Bridge, client: Client, engine: sa.Engine) -> None:
         result = client.execute('rename', 'users', ids='1', name='refused')
         assert result.status_code == 400
-        assert result.json == {'title': '400 Bad Request', 'description': 'That name is refused', 'code': 'action_error'}
+        assert result.json == {'type': 'about:blank', 'title': 'Bad Request', 'status': 400, 'detail': 'That name is refused', 'code': 'action_error'}
         assert user_name(engine) == 'Ada'  # the action's write is gone…
         [row] = log_rows(engine)  # …its log row is not: it was written in a transaction of its own
         assert (row['outcome'], row['error'], row['response']) == ('error', 'That name is refused', None)
@@ -288,8 +288,8 @@ class TestIdempotency:
         assert self.bump(client, 'k-1').status_code == 200
         result = self.bump(client, 'k-1', **change)
         assert result.status_code == 409
-        assert result.json == {'title': '409 Conflict', 'code': 'conflict',
-                               'description': 'This idempotency key was used for a different request'}
+        assert result.json == {'type': 'about:blank', 'title': 'Conflict', 'status': 409, 'code': 'conflict',
+                               'detail': 'This idempotency key was used for a different request'}
         assert counted == [1]
 
     def test_the_same_key_for_another_action_is_409(self, audited: Bridge, client: Client,
@@ -339,8 +339,8 @@ class TestIdempotency:
 
         result = Client(bridge).message('execute_action', {'name': 'ping'}, headers={'Idempotency-Key': 'k'})
         assert result.status_code == 400
-        assert result.json == {'title': '400 Bad Request', 'code': 'bad_request',
-                               'description': 'Idempotency keys need the bridge to be built with audit=True'}
+        assert result.json == {'type': 'about:blank', 'title': 'Bad Request', 'status': 400, 'code': 'bad_request',
+                               'detail': 'Idempotency keys need the bridge to be built with audit=True'}
 
 
 def post_concurrently(send: Callable[[], tuple[int, bytes]], count: int = 2) -> list[tuple[int, bytes]]:

@@ -137,10 +137,10 @@ def guarded(make_bridge: Callable[..., Bridge], engine: sa.Engine) -> testing.Te
 
 def assert_refused(status: int, content_type: str, body: bytes, expected: int) -> None:
     assert status == expected, body[:300]
-    assert content_type.startswith('application/json')
+    assert content_type.startswith('application/json')  # Jet's dialect
     decoded = json.loads(body)
-    assert set(decoded) <= {'title', 'description', 'code'}, decoded  # no data, only the reason
-    assert decoded['code'] == {401: 'unauthorized', 403: 'forbidden'}[expected]
+    assert set(decoded) == {'detail', 'error', 'error_code'}, decoded  # no data, only the reason
+    assert decoded['error_code'] == {401: 'unauthorized', 403: 'forbidden'}[expected]
     assert TOKEN not in body.decode() and 'touch' not in body.decode()
 
 
@@ -176,7 +176,7 @@ def test_a_read_only_user_may_read_but_not_execute(guarded: testing.TestClient, 
     result = guarded.simulate_post('/api/messages/', json={'name': 'execute_action', 'params': MESSAGES[0][1]},
                                    headers=read_only)
     assert_refused(result.status_code, result.headers['content-type'], result.content, 403)
-    assert 'Read-only' in result.json['description']
+    assert 'Read-only' in result.json['detail']
     assert touched(engine) == 0
     listed = guarded.simulate_post('/api/messages/', json={'name': 'get_action_list'}, headers=read_only)
     assert listed.status_code == 200 and [action['name'] for action in listed.json] == ['touch']

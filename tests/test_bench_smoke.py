@@ -133,8 +133,9 @@ def test_reference(http_sections: dict[str, Section]) -> None:
 def database_sections() -> dict[str, Section]:
     """The PostgreSQL benchmarks, run once together (they share their private database), by name."""
     require_server(POSTGRES_URL)
-    sections = run_bench('--only', 'bulk,fk', '--postgres-url', POSTGRES_URL, '--bulk-sizes', '600',
-                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1')
+    sections = run_bench('--only', 'bulk,fk,select_all', '--postgres-url', POSTGRES_URL, '--bulk-sizes', '600',
+                         '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1',
+                         '--select-all-sizes', '1200')
     return {section.benchmark: section for section in sections}
 
 
@@ -142,6 +143,12 @@ def test_bulk(database_sections: dict[str, Section]) -> None:
     section = assert_measured(database_sections['bulk'], rows=4)
     statements = [check.value for check in section.checks if 'statements' in check.name]
     assert statements == [2]  # one SELECT per chunk of 500 ids
+
+
+def test_select_all(database_sections: dict[str, Section]) -> None:
+    section = assert_measured(database_sections['select_all'], rows=2)
+    statements = [check.value for check in section.checks if 'statements' in check.name]
+    assert statements == [5]  # count(*), the excluded ids' count, and 3 keyset pages of 500
 
 
 def test_fk_options(database_sections: dict[str, Section]) -> None:

@@ -129,7 +129,7 @@ def test_bridge_needs_an_engine() -> None:
 
 
 def test_bridge_refuses_a_target_of_another_kind(engine: sa.Engine) -> None:
-    with pytest.raises(TypeError, match='DeclarativeBase subclass, a sqlalchemy.orm.registry or a MetaData'):
+    with pytest.raises(TypeError, match='DeclarativeBase subclass, a class carrying a registry'):
         Bridge(object(), engine=engine, token=TOKEN)  # type: ignore[arg-type]
 
 
@@ -169,3 +169,35 @@ class TestReflect:
             assert 'sales.orders' in names and 'users' in names
         finally:
             bridge.engine.dispose()
+
+
+def test_classes_mapped_after_the_bridge_is_built_are_served(engine: sa.Engine) -> None:
+    """An app's extensions module builds the bridge before its models module maps the classes."""
+    from sqlalchemy.orm import DeclarativeBase
+
+    from .conftest import TOKEN, Client
+
+    class LateBase(DeclarativeBase):
+        pass
+
+    bridge = Bridge(LateBase, engine=engine, token=TOKEN)
+    assert len(bridge.catalog) == 0
+
+    class Late(LateBase):
+        __tablename__ = 'late_rows'
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(sa.String(20))
+
+    LateBase.metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.insert(Late.__table__), [{'id': 1, 'name': 'one'}])
+
+        @bridge.action(model=Late, for_instance=True)
+        def shout(row: Any) -> dict[str, str]:  # a local class cannot be named in an annotation
+            return {'name': row.name.upper()}
+
+        assert bridge.collection_name(Late) == 'late_rows'
+        assert Client(bridge).execute('shout', 'late_rows', ids=[1]).json == {'result': True, 'name': 'ONE'}
+    finally:
+        LateBase.metadata.drop_all(engine)

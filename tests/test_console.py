@@ -49,7 +49,7 @@ def _http(console: bool) -> testing.TestClient:
 def test_console_is_not_served_unless_enabled(path: str) -> None:
     result = _http(console=False).simulate_get(path)
     assert result.status_code == 404
-    assert result.json == {'title': '404 Not Found', 'code': 'not_found'}
+    assert result.json == {'detail': f'Not Found: GET {path}', 'error': f'Not Found: GET {path}', 'error_code': 'not_found'}
 
 
 def test_console_serves_its_page_from_the_package_and_fetches_nothing_else() -> None:
@@ -347,8 +347,11 @@ def test_validation_errors_show_next_to_their_fields(console: Console, shop_db: 
     page.get_by_test_id('field-amount_to').fill('1')
     response = console.run()
     assert response.status == 400
+    # The page asks for problem details, and reads them.
+    assert 'application/problem+json' in response.request.headers['accept']
+    assert response.headers['content-type'] == 'application/problem+json'
     body = response.json()
-    assert set(body['fields']) == {'amount_from'}
+    assert (body['status'], body['code']) == (400, 'invalid_params') and set(body['fields']) == {'amount_from'}
     amount_from = page.get_by_test_id('field-amount_from')
     error = page.locator('.field', has=amount_from).get_by_test_id('error-amount_from')
     assert error.inner_text() == body['fields']['amount_from']

@@ -334,7 +334,7 @@ def test_database_outage_answers_503_and_recovers(private_postgres: PrivatePostg
         assert before and all(sent.status == 200 for sent in before)
         assert len(during) >= 10, 'too few requests during the outage to say anything'
         assert {sent.status for sent in during} == {503}
-        assert all(sent.body['code'] == 'database_unavailable' and sent.body['title'] for sent in during)
+        assert all(sent.body['error_code'] == 'database_unavailable' and sent.body['detail'] for sent in during)
         assert health_down == 503
         # Recovered without restarting anything: the pools threw their dead connections away.
         assert len(after) >= 10 and all(sent.status == 200 for sent in after), [s.status for s in after]
@@ -416,7 +416,7 @@ def test_connection_lost_at_commit_says_the_outcome_is_unknown(dialect: str, tmp
         assert result.status_code == 503, result.text
         assert result.json['code'] == 'outcome_unknown'
         assert 'Retry-After' not in result.headers  # not safe to retry blindly
-        assert 'may or may not have been applied' in result.json['description']
+        assert 'may or may not have been applied' in result.json['detail']
         assert runs == [1], 'a run whose COMMIT was sent must never run again'
         # The next run gets a fresh connection and works.
         assert client.execute('fine').status_code == 200
@@ -486,7 +486,7 @@ def test_action_timeout_gives_504_rolls_back_and_is_reset(dialect: str, tmp_path
         interrupted_after = time.perf_counter() - started
         assert result.status_code == 504, result.text
         assert result.json['code'] == 'timeout'
-        assert 'timeout' in result.json['description'] and 'rolled back' in result.json['description']
+        assert 'timeout' in result.json['detail'] and 'rolled back' in result.json['detail']
         assert interrupted_after < TIMEOUT + 5, 'the statement was not interrupted'
 
         result = client.execute('unbounded')

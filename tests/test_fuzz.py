@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from jet_sqla import ActionError, Bridge, encoding
 from jet_sqla.audit import metadata as audit_metadata
 
-from .conftest import AUTH
+from .conftest import AUTH, PROBLEM
 from .models import Account, Base, Counter, Document, Tag, Tier, User
 
 # PostgreSQL and MariaDB pay a round trip per statement; SQLite gets the most examples.
@@ -195,11 +195,24 @@ messages = st.one_of(
     st.fixed_dictionaries({'name': st.just('get_field_options'), 'params': options_params}),
     anything,
 )
+#: Accept headers, and whether each asks for problem details.
+ACCEPTS = {
+    'application/problem+json': True,
+    'APPLICATION/PROBLEM+JSON': True,
+    'application/json, application/problem+json;q=0.5': True,
+    'application/problem+json;q=0': False,
+    'application/json': False,
+    '*/*': False,
+    'text/html': False,
+}
+
 headers = st.builds(
     _merged,
     st.fixed_dictionaries(
         {'Authorization': st.sampled_from([AUTH['Authorization']] * 12 + ['Bearer nope', 'JWT x.y.z', 'Basic Og=='])},
-        optional={'Content-Type': st.sampled_from(['application/json', 'text/plain', 'application/x-www-form-urlencoded'])},
+        optional={'Content-Type': st.sampled_from(['application/json', 'text/plain', 'application/x-www-form-urlencoded']),
+                  # Both error dialects: Jet's (the default) and problem details, however the client asks.
+                  'Accept': st.sampled_from(sorted(ACCEPTS))},
     ),
     st.one_of(*[st.just({})] * 6, st.fixed_dictionaries(
         {'Idempotency-Key': st.sampled_from(['k1', 'k2', '', 'x' * 300]) | st.uuids().map(str)})),
@@ -335,6 +348,7 @@ class Fuzzer:
             declare_actions(bridge, self.runs)
             self.clients.append(testing.TestClient(bridge.wsgi_app()))
         self.statuses: collections.Counter[int] = collections.Counter()
+        self.dialects: collections.Counter[str] = collections.Counter()
         self.examples = 0
 
     def check(self, body: bytes, request_headers: dict[str, str], audited: bool) -> None:
@@ -347,14 +361,34 @@ class Fuzzer:
         shown = f'{body[:300]!r} -> {result.status_code} {result.text[:300]}'
         assert result.status_code < 500, shown
         assert 200 <= result.status_code < 300 or 400 <= result.status_code < 500, shown
-        assert result.headers.get('content-type', '').startswith('application/json'), shown
+        content_type = result.headers.get('content-type', '')
         decoded = json.loads(result.content)
         if result.status_code >= 400:
             assert isinstance(decoded, dict), shown
-            assert isinstance(decoded.get('title'), str) and isinstance(decoded.get('code'), str), shown
+            self.check_error(result.status_code, content_type, decoded, request_headers.get('Accept', ''), shown)
+        else:
+            assert content_type.startswith('application/json'), shown
         ran = len(self.runs.names) > ran_before
         if not (ran and result.status_code < 300):
             assert self.snapshots.take() == before, f'the database changed though no action ran: {shown}'
+
+    def check_error(self, status: int, content_type: str, body: dict[str, Any], accept: str, shown: str) -> None:
+        """The error is in the dialect the Accept header asked for, and well formed in it."""
+        if ACCEPTS.get(accept, False):
+            self.dialects['problem'] += 1
+            assert content_type.startswith('application/problem+json'), shown
+            assert body['type'] == 'about:blank' and body['status'] == status, shown
+            assert all(isinstance(body[key], str) and body[key] for key in ('title', 'detail', 'code')), shown
+        elif status == 400:
+            self.dialects['jet'] += 1
+            assert content_type.startswith('application/json'), shown
+            assert body and all(isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons)
+                                for reasons in body.values()), shown
+        else:
+            self.dialects['jet'] += 1
+            assert content_type.startswith('application/json'), shown
+            assert isinstance(body['detail'], str) and body['detail'] == body['error'], shown
+            assert isinstance(body['error_code'], str) and body['error_code'], shown
 
     def report(self, capsys: pytest.CaptureFixture[str], label: str) -> None:
         statuses = ', '.join(f'{status}: {count}' for status, count in sorted(self.statuses.items()))
@@ -386,12 +420,14 @@ def test_generated_messages_get_2xx_or_4xx_json_and_never_change_data_unless_an_
     # Runs are part of the mix whatever the draw: chance alone once left 'configure' out on MariaDB.
     @example(message=BUMP, request_headers=dict(AUTH), ascii_only=True, audited=False)
     @example(message=CONFIGURE, request_headers=dict(AUTH), ascii_only=False, audited=True)
+    @example(message={'name': 'nope'}, request_headers={**AUTH, **PROBLEM}, ascii_only=True, audited=False)
     def run(message: Any, request_headers: dict[str, str], ascii_only: bool, audited: bool) -> None:
         fuzzer.check(encode(message, ascii_only), request_headers, audited)
 
     run()
     fuzzer.report(capsys, f'messages on {dialect}')
     assert fuzzer.examples >= EXAMPLES[dialect] // 2  # hypothesis really ran them
+    assert fuzzer.dialects['jet'] and fuzzer.dialects['problem'], fuzzer.dialects  # both error dialects
     assert set(fuzzer.runs.names) >= {'bump', 'configure'}, 'the fuzzer never got an action to run'
     assert len(fuzzer.statuses) >= 4
 

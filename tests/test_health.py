@@ -53,7 +53,7 @@ class TestHealth:
     def test_other_methods_get_json_405(self, bridge: Bridge) -> None:
         result = testing.TestClient(bridge.wsgi_app()).simulate_post('/api/health')
         assert result.status_code == 405
-        assert result.json['title'] == '405 Method Not Allowed'
+        assert result.json['error_code'] == 'method_not_allowed' and 'POST /api/health' in result.json['detail']
 
 
 def kv(record: logging.LogRecord) -> str:

@@ -39,7 +39,7 @@ def assert_error(result: testing.Result, status: int, code: str) -> dict[str, An
     assert result.status_code == status, result.text[:500]
     assert result.headers.get('content-type', '').startswith(('application/json', 'application/problem+json'))
     body: dict[str, Any] = result.json
-    found = body.get('code') or (body.get('errors') or [{}])[0].get('code')
+    found = body.get('error_code') or body.get('code') or (body.get('errors') or [{}])[0].get('code')
     assert found == code, body
     return body
 

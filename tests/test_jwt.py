@@ -121,7 +121,7 @@ class TestVerification:
         }[case]()
         result = Client(jwt_bridge, headers=as_jwt(token)).execute('promote', 'users', ids='1')
         assert result.status_code == 401
-        assert result.json == {'title': '401 Unauthorized', 'description': description, 'code': 'unauthorized'}
+        assert result.json == {'type': 'about:blank', 'title': 'Unauthorized', 'status': 401, 'detail': description, 'code': 'unauthorized'}
         assert token not in result.text
         assert tier(engine) is Tier.BRONZE
 
@@ -130,13 +130,13 @@ class TestVerification:
         client = Client(jwt_bridge, headers=as_jwt(token))
         for result in (client.message('get_action_list'), client.execute('promote', 'users', ids='1')):
             assert result.status_code == 403
-            assert result.json == {'title': '403 Forbidden', 'code': 'forbidden',
-                                   'description': 'The JWT does not grant access to this project'}
+            assert result.json == {'type': 'about:blank', 'title': 'Forbidden', 'status': 403, 'code': 'forbidden',
+                                   'detail': 'The JWT does not grant access to this project'}
 
     def test_jwt_is_refused_where_no_key_is_configured(self, make_bridge: Callable[..., Bridge], keys: Keys) -> None:
         result = Client(make_bridge(), headers=as_jwt(keys.token())).message('get_action_list')
         assert result.status_code == 401
-        assert result.json['code'] == 'unauthorized' and 'jwt' in result.json['description'].lower()
+        assert result.json['code'] == 'unauthorized' and 'jwt' in result.json['detail'].lower()
 
 
 def _hmac_token(claims: dict[str, Any], secret: str) -> str:
@@ -164,8 +164,8 @@ class TestPermissions:
         assert options.status_code == 200 and [o['value'] for o in options.json] == ['BRONZE', 'GOLD']
         result = client.execute('promote', 'users', ids='1')
         assert result.status_code == 403
-        assert result.json == {'title': '403 Forbidden', 'code': 'forbidden',
-                               'description': 'Read-only users may not execute actions'}
+        assert result.json == {'type': 'about:blank', 'title': 'Forbidden', 'status': 403, 'code': 'forbidden',
+                               'detail': 'Read-only users may not execute actions'}
         assert seen == [] and tier(engine) is Tier.BRONZE
 
     @pytest.mark.parametrize('grant', [{'read_only': False}, {'permissions': []}, {'owner': True}])
@@ -178,7 +178,7 @@ class TestPermissions:
         assert allowed.status_code == 200 and allowed.json == {'result': True, 'purged': 'everything'}
         refused = Client(jwt_bridge, headers=as_jwt(keys.token({'user': 2}))).execute('purge')
         assert refused.status_code == 403
-        assert refused.json == {'title': '403 Forbidden', 'code': 'forbidden', 'description': "You may not run 'purge'"}
+        assert refused.json == {'type': 'about:blank', 'title': 'Forbidden', 'status': 403, 'code': 'forbidden', 'detail': "You may not run 'purge'"}
 
     def test_a_shared_token_request_has_no_actor(self, jwt_bridge: Bridge, seen: list[Actor]) -> None:
         client = Client(jwt_bridge, headers=AUTH)  # the shared token works next to the JWT key
@@ -209,7 +209,7 @@ class TestConfiguration:
         bridge = Bridge(models.Base, engine=engine)  # JWT only: no shared token at all
         assert Client(bridge, headers=as_jwt(keys.token())).message('get_action_list').status_code == 200
         refused = Client(bridge, headers=AUTH).message('get_action_list')
-        assert refused.status_code == 401 and refused.json['description'] == 'Invalid token'
+        assert refused.status_code == 401 and refused.json['detail'] == 'Invalid token'
 
     def test_key_from_a_file_path(self, engine: sa.Engine, keys: Keys, tmp_path: Path) -> None:
         path = tmp_path / 'jet.pub'

@@ -243,7 +243,7 @@ class TestSideBySide:
     def test_get_element_status_goes_to_the_handler(self, client: Client) -> None:
         before = client.message('get_element_status', {'element': 'x'})
         assert before.status_code == 400
-        assert before.json['code'] == 'unknown_message' and "'get_element_status'" in before.json['description']
+        assert before.json['code'] == 'unknown_message' and "'get_element_status'" in before.json['detail']
 
         messages.add_handler(messages.GET_ELEMENT_STATUS, lambda params: {'status': 'ok', 'of': params['element']})
         result = client.message('get_element_status', {'element': 'x'})
@@ -263,7 +263,7 @@ class TestSideBySide:
         assert (quiet.status_code, quiet.json) == (200, {'result': True})
         refused = client.message('execute_action', {'name': 'refuse'})
         assert refused.status_code == 400
-        assert refused.json == {'title': '400 Bad Request', 'description': 'Not today', 'code': 'action_error'}
+        assert refused.json == {'type': 'about:blank', 'title': 'Bad Request', 'status': 400, 'detail': 'Not today', 'code': 'action_error'}
         crashed = client.message('execute_action', {'name': 'crash'})
         assert crashed.status_code == 500
         assert crashed.json['code'] == 'internal_error' and 'secret detail' not in crashed.text
@@ -277,7 +277,7 @@ class TestSideBySide:
     def test_without_handlers_unknown_action_is_404(self, client: Client) -> None:
         result = client.message('execute_action', {'name': 'legacy'})
         assert result.status_code == 404
-        assert result.json == {'title': '404 Not Found', 'description': "Unknown action 'legacy'", 'code': 'not_found'}
+        assert result.json == {'type': 'about:blank', 'title': 'Not Found', 'status': 404, 'detail': "Unknown action 'legacy'", 'code': 'not_found'}
 
     def test_method_and_varargs_handlers(self, client: Client) -> None:
         class Legacy:

@@ -23,7 +23,8 @@ from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from jet_sqla import Bridge, http, openapi
+from jet_sqla import Bridge, openapi
+from jet_sqla.errors import JetError
 from jet_sqla.messages import (
     EXECUTE_ACTION,
     GET_ACTION_LIST,
@@ -31,7 +32,7 @@ from jet_sqla.messages import (
     LIST_RECORDS,
 )
 
-from .conftest import AUTH
+from .conftest import AUTH, PROBLEM
 from .test_limits import touch_clients
 
 SCHEMATHESIS_EXAMPLES = 300
@@ -80,13 +81,26 @@ def test_the_document_is_built_once_per_set_of_settings() -> None:
     assert openapi.document(prefix='/api', max_body_size=2048, max_ids=10, collections=('users',)) is not first
 
 
-def test_every_error_the_server_can_send_is_documented() -> None:
-    """The statuses of the domain errors, as http.py maps them, are all in the document."""
+def _every_error_class(base: type[JetError] = JetError) -> list[type[JetError]]:
+    found = [base]
+    for subclass in base.__subclasses__():
+        found.extend(_every_error_class(subclass))
+    return found
+
+
+def test_every_error_the_server_can_send_is_documented_in_both_dialects() -> None:
+    """The status of every domain error (whoever added it) is in the document, in both content types."""
     document = openapi.build_document(listing=True)
-    documented = {int(status) for status in document['paths']['/api/messages/']['post']['responses']}
-    mapped = {falcon_class().status_code for _, falcon_class in http._ERROR_CLASSES}
-    assert mapped <= documented, mapped - documented
-    assert mapped - {200} == set(openapi.ERROR_STATUSES)
+    responses = document['paths']['/api/messages/']['post']['responses']
+    statuses = {error_class.status for error_class in _every_error_class() if error_class.__module__.startswith('jet_sqla')}
+    assert statuses <= {int(status) for status in responses}, statuses - {int(status) for status in responses}
+    assert statuses == set(openapi.ERROR_STATUSES)
+    for status in statuses:
+        content = responses[str(status)]['content']
+        assert set(content) == {'application/json', 'application/problem+json'}
+        assert content['application/problem+json']['schema'] == {'$ref': '#/components/schemas/Problem'}
+        expected = 'ValidationErrors' if status == 400 else 'Error'
+        assert content['application/json']['schema'] == {'$ref': f'#/components/schemas/{expected}'}
 
 
 def _validator(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
@@ -94,8 +108,10 @@ def _validator(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.D
     return jsonschema.Draft202012Validator({**schema, 'components': document['components']})
 
 
+@pytest.mark.parametrize('accept', [{}, PROBLEM], ids=['jet', 'problem'])
 @pytest.mark.parametrize('dialect', ['sqlite', 'postgresql'])
-def test_real_answers_match_the_documented_responses(limited: Callable[..., testing.TestClient], engine: sa.Engine) -> None:
+def test_real_answers_match_the_documented_responses(limited: Callable[..., testing.TestClient], engine: sa.Engine,
+                                                     accept: dict[str, str]) -> None:
     app = limited(console=True).app
     document = fetch_document(app)
     client = testing.TestClient(app)
@@ -110,12 +126,16 @@ def test_real_answers_match_the_documented_responses(limited: Callable[..., test
         ({'name': GET_ACTION_LIST}, {}, 401),
         ({'name': EXECUTE_ACTION, 'params': {'name': 'nope'}}, AUTH, 404),
         ({'name': EXECUTE_ACTION, 'params': {'name': 'touch', 'params': {'ids': [1, 99]}}}, AUTH, 404),
+        ({'name': EXECUTE_ACTION, 'params': {'name': 'touch', 'ids': [1], 'inverseIds': True, 'params': {}}}, AUTH, 200),
+        ({'name': EXECUTE_ACTION, 'params': {'name': 'touch', 'ids': [1], 'params': {'ids': '2'}}}, AUTH, 400),
     ]
     for message, headers, status in cases:
         request_schema.validate(message)  # every case is a request the document allows
-        result = client.simulate_post('/api/messages/', json=message, headers=headers)
+        result = client.simulate_post('/api/messages/', json=message, headers={**headers, **accept})
         assert result.status_code == status, (message, result.text)
-        response = operation['responses'][str(status)]['content']['application/json']['schema']
+        content_type = result.headers['content-type'].split(';')[0]
+        assert content_type == ('application/problem+json' if accept and status >= 400 else 'application/json')
+        response = operation['responses'][str(status)]['content'][content_type]['schema']
         _validator(document, response).validate(result.json)
     health = document['paths']['/api/health']['get']['responses']['200']['content']['application/json']['schema']
     _validator(document, health).validate(client.simulate_get('/api/health').json)
@@ -132,7 +152,7 @@ CHECKS = [
 ]
 
 
-def exercise(operation: Any, statuses: collections.Counter[str]) -> None:
+def exercise(operation: Any, statuses: collections.Counter[str], headers: dict[str, str]) -> None:
     """Valid and invalid requests generated for one operation, each answer checked against the document."""
 
     @settings(max_examples=SCHEMATHESIS_EXAMPLES, deadline=None, database=None,
@@ -140,25 +160,28 @@ def exercise(operation: Any, statuses: collections.Counter[str]) -> None:
     @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
            | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
     def run(case: Any) -> None:
-        response = case.call_and_validate(headers=dict(AUTH), checks=CHECKS)
+        response = case.call_and_validate(headers=headers, checks=CHECKS)
         statuses[f'{operation.label} {response.status_code}'] += 1
 
     run()
 
 
+@pytest.mark.parametrize('accept', [{}, PROBLEM], ids=['jet', 'problem'])
 @pytest.mark.parametrize('dialect', ['sqlite', 'postgresql'])
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     limited: Callable[..., testing.TestClient], dialect: str, capsys: pytest.CaptureFixture[str],
+    accept: dict[str, str],
 ) -> None:
-    """Each operation of the document, through the real app."""
+    """Each operation of the document, through the real app, with errors in either dialect."""
     schema = schemathesis.openapi.from_wsgi('/api/openapi.json', limited(console=True).app)
     statuses: collections.Counter[str] = collections.Counter()
     operations = [result.ok() for result in schema.get_all_operations()]
     # (schemathesis leaves out the document's own path.)
     assert {operation.label for operation in operations} >= {'POST /api/messages/', 'GET /api/health'}
     for operation in operations:
-        exercise(operation, statuses)
+        exercise(operation, statuses, {**AUTH, **accept})
     with capsys.disabled():
-        print(f'\n[reliability] schemathesis on {dialect}: {sum(statuses.values())} requests, 0 failed checks; '
+        label = 'problem details' if accept else "Jet's dialect"
+        print(f'\n[reliability] schemathesis on {dialect}, {label}: {sum(statuses.values())} requests, 0 failed checks; '
               f'{dict(sorted(statuses.items()))}')
     assert sum(statuses.values()) >= SCHEMATHESIS_EXAMPLES

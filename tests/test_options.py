@@ -167,13 +167,13 @@ class TestErrors:
     def test_unknown_collection_is_404(self, client: Client) -> None:
         result = client.message('get_field_options', {'model': 'nope', 'field': 'x'})
         assert result.status_code == 404
-        assert result.json['code'] == 'not_found' and "'nope'" in result.json['description']
+        assert result.json['code'] == 'not_found' and "'nope'" in result.json['detail']
 
     @pytest.mark.parametrize('field', ['nope', 'name'])
     def test_unknown_field_or_field_without_options_is_404(self, client: Client, field: str) -> None:
         result = client.message('get_field_options', {'model': 'users', 'field': field})
         assert result.status_code == 404
-        assert result.json['code'] == 'not_found' and field in result.json['description']
+        assert result.json['code'] == 'not_found' and field in result.json['detail']
 
     @pytest.mark.parametrize('params', [{'model': 'users'}, {'model': 'users', 'field': 3}, {'field': 'tier'}])
     def test_missing_model_or_field_is_400(self, client: Client, params: dict[str, Any]) -> None:

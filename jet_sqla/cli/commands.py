@@ -71,6 +71,11 @@ def serving_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+#: ``--schema NAME``, repeatable: reflect these schemas too (reflect mode only).
+schema_option = click.option('--schema', 'schema', multiple=True, metavar='NAME',
+                             help='A schema to reflect besides the default one (repeatable; database URLs only).')
+
+
 @click.group(context_settings={'help_option_names': ['-h', '--help']})
 @click.option('--traceback', is_flag=True, help='Show the full traceback of a failure, for debugging.')
 @click.version_option(package_name='jet-sqla')
@@ -90,19 +95,21 @@ def main(traceback: bool) -> None:
               show_default=True, help="gunicorn's worker class. Env: JET_SQLA_WORKER_CLASS.")
 @click.option('--token', envvar='JET_SQLA_TOKEN', help='Shared token(s), comma-separated. Env: JET_SQLA_TOKEN.')
 @click.option('--insecure', is_flag=True, help='Serve with no authentication (local development only).')
+@schema_option
 def serve(target: str | None, bind: str, log_format: str, log_level: str, workers: int, threads: int,
-          worker_class: str, token: str | None, insecure: bool) -> None:
+          worker_class: str, token: str | None, insecure: bool, schema: tuple[str, ...] = ()) -> None:
     """Serve TARGET under gunicorn.
 
-    TARGET is module:attribute naming a Bridge, a falcon.App, or a function
-    returning one (``myapp.jet:bridge``), or a database URL, whose every table
-    is served by reflection. Without TARGET, JET_SQLA_DATABASE_URL is reflected.
+    TARGET is module:attribute naming a Bridge, a falcon.App, a Flask app
+    (served as it is), or a function returning one (``myapp.jet:bridge``), or a
+    database URL (async ones too), whose every table is served by reflection;
+    --schema adds schemas. Without TARGET, JET_SQLA_DATABASE_URL is reflected.
     """
     if not target:
         raise CommandFailed('give a TARGET (module:attribute, or a database URL), or set JET_SQLA_DATABASE_URL')
     _set_environment(token, insecure)
     log_config = _setup_logging(log_format, log_level)
-    loaded = load_target(target, insecure=insecure)
+    loaded = load_target(target, insecure=insecure, schemas=schema)
     serve_app(loaded, bind=bind, workers=workers, threads=threads, worker_class=worker_class, log_config=log_config)
 
 
@@ -152,14 +159,15 @@ def _demo_banner(database: Path, existed: bool, bind: str, token: str) -> str:
 
 @main.command()
 @click.argument('target', required=False, envvar='JET_SQLA_DATABASE_URL')
-def actions(target: str | None) -> None:
+@schema_option
+def actions(target: str | None, schema: tuple[str, ...] = ()) -> None:
     """List TARGET's collections, their derived option fields, and its actions with their forms."""
     if not target:
         raise CommandFailed('give a TARGET (module:attribute, or a database URL), or set JET_SQLA_DATABASE_URL')
     if not authentication_configured():
         # Nothing is served: a throwaway token only lets the bridge be built.
         os.environ['JET_SQLA_TOKEN'] = secrets.token_urlsafe(24)
-    loaded = load_target(target, build_app=False)
+    loaded = load_target(target, build_app=False, schemas=schema)
     if not loaded.bridges:
         raise CommandFailed(f'{target} is a falcon.App whose Bridge is in no variable of its module; '
                             'name the Bridge itself (module:bridge)')
@@ -178,9 +186,10 @@ def describe_bridge(bridge: Bridge, title: str) -> Iterator[str]:
         pk = collection.pk.name if collection.pk is not None else 'composite'
         yield f'  {collection.name}  ({collection.model.__name__}; pk {pk}; label {collection.label.name})'
         for column in collection.table.columns:
-            source = bridge.options.for_column(collection, column.key)
+            attribute = collection.attribute_name(column)
+            source = bridge.options.for_column(collection, attribute)
             if source is not None:
-                yield f'    {column.key}: {_describe_source(source)}'
+                yield f'    {attribute}: {_describe_source(source)}'
     yield ''
     yield 'Actions'
     if not declared:

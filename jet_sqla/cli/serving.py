@@ -8,7 +8,6 @@ import socket
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import falcon
 import sqlalchemy as sa
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
@@ -99,7 +98,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             connection is shared between processes.
     """
 
-    def __init__(self, app: falcon.App[Any, Any], settings: dict[str, Any], engines: Sequence[sa.Engine]) -> None:
+    def __init__(self, app: Any, settings: dict[str, Any], engines: Sequence[sa.Engine]) -> None:
         self.application = app
         self.settings = settings
         self.engines = list(engines)
@@ -120,14 +119,14 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
         self.cfg.set('post_fork', post_fork)
 
-    def load(self) -> falcon.App[Any, Any]:
+    def load(self) -> Any:
         return self.application
 
 
 def _engines_in_process(bridges: Sequence[Bridge]) -> list[sa.Engine]:
     # Every engine the target built, wherever it keeps it: none of their pooled
     # connections may cross the fork, not only the bridges' own.
-    engines = {id(bridge.engine): bridge.engine for bridge in bridges}
+    engines = {id(bridge.engine): bridge.engine for bridge in bridges if getattr(bridge, 'engine', None) is not None}
     engines.update((id(value), value) for value in gc.get_objects() if isinstance(value, sa.Engine))
     return list(engines.values())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ import falcon
 import sqlalchemy as sa
 
 from ..bridge import Bridge, pool_options
+from ..integrations.async_engines import sync_url
+from ..integrations.mounting import framework_of
 from .failures import CommandFailed, guarded
 
 __all__ = ['DEFAULT_ATTRIBUTES', 'Loaded', 'authentication_configured', 'check_databases', 'is_database_url',
@@ -28,12 +31,12 @@ class Loaded:
     """What a target resolved to.
 
     Attributes:
-        app: The WSGI app to serve; ``None`` when it was not asked for.
+        app: The WSGI app to serve (a falcon.App, or a Flask app as it is); ``None`` when it was not asked for.
         bridges: The bridges behind it, for their engines and their actions.
         description: How to name it to the user.
     """
 
-    app: falcon.App[Any, Any] | None
+    app: Any
     bridges: list[Bridge] = field(default_factory=list)
     description: str = ''
 
@@ -43,22 +46,34 @@ def is_database_url(target: str) -> bool:
     return '://' in target
 
 
-def load_target(target: str, *, insecure: bool = False, build_app: bool = True) -> Loaded:
-    """Resolve ``module:attribute`` (a Bridge, a falcon.App, or a function returning one) or a database URL.
+def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
+                schemas: Sequence[str] = ()) -> Loaded:
+    """Resolve ``module:attribute`` (a Bridge, a falcon.App, a Flask app, or a function returning one) or a
+    database URL.
 
     Args:
         target: What to serve.
         insecure: For a database URL, serve it with no authentication.
         build_app: Build the WSGI app of a Bridge (``False`` when only its actions are listed).
+        schemas: For a database URL, schemas to reflect besides the default one.
 
     Raises:
-        CommandFailed: the target cannot be imported or reflected; the message says why.
+        CommandFailed: the target cannot be imported or reflected, or is an ASGI app; the message says why.
     """
     if is_database_url(target):
-        return _reflect(target, insecure=insecure, build_app=build_app)
+        return _reflect(target, insecure=insecure, build_app=build_app, schemas=schemas)
     module, attribute, value = _import_target(target)
-    if callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type):
+    if (callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type)
+            and framework_of(value) is None and not _is_asgi(value)):
         value = guarded(f'calling {target}', value)
+    if framework_of(value) == 'flask':
+        # A WSGI app of its own (bridge.init_app(app) joined it): served as it is.
+        return Loaded(value, _bridges_behind(module), target)
+    if framework_of(value) in ('starlette', 'falcon-asgi') or _is_asgi(value):
+        raise CommandFailed(
+            f'{target} is an ASGI app, which gunicorn\'s WSGI workers cannot serve; '
+            f'run it with uvicorn instead: uvicorn {module.__name__}:{attribute}'
+        )
     if isinstance(value, Bridge):
         app = guarded(f'loading {target}', value.wsgi_app) if build_app else None
         return Loaded(app, [value], target)
@@ -86,20 +101,29 @@ def _import_target(target: str) -> tuple[ModuleType, str, Any]:
     raise CommandFailed(f'module {module_name!r} has no attribute {" or ".join(map(repr, names))}')
 
 
+def _is_asgi(value: Any) -> bool:
+    """An ASGI app: ``async def app(scope, receive, send)``, or an object whose ``__call__`` is one."""
+    if not callable(value):
+        return False
+    call = value if inspect.isroutine(value) else type(value).__call__
+    return inspect.iscoroutinefunction(call) and len(inspect.signature(value).parameters) == 3
+
+
 def _bridges_behind(module: ModuleType) -> list[Bridge]:
     """The bridges a falcon.App target serves, as far as can be told: those its module holds."""
     found = [value for value in vars(module).values() if isinstance(value, Bridge)]
     return list({id(bridge): bridge for bridge in found}.values())
 
 
-def _reflect(url: str, *, insecure: bool, build_app: bool) -> Loaded:
+def _reflect(url: str, *, insecure: bool, build_app: bool, schemas: Sequence[str] = ()) -> Loaded:
     if not insecure and not authentication_configured():
         raise CommandFailed(
             'no authentication is configured: pass --token (or set JET_SQLA_TOKEN), or set '
             'JET_SQLA_JWT_PUBLIC_KEY and JET_SQLA_PROJECT; --insecure serves with none, for local use only'
         )
     engine = make_engine(url)
-    bridge = guarded(f'reflecting {safe_url(engine)}', Bridge.reflect, engine, insecure=insecure)
+    bridge = guarded(f'reflecting {safe_url(engine)}', Bridge.reflect, engine, insecure=insecure,
+                     schemas=[None, *dict.fromkeys(schemas)])
     app = guarded('building the app', bridge.wsgi_app) if build_app else None
     return Loaded(app, [bridge], f'every table of {safe_url(engine)}')
 
@@ -118,6 +142,8 @@ def make_engine(url: str) -> sa.Engine:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise CommandFailed(f'{url.split("@")[-1]!r} is not a database URL') from None
+    # An async URL (postgresql+asyncpg://…) is served through the matching sync driver.
+    parsed = guarded(f'using {parsed.render_as_string(hide_password=True)}', sync_url, parsed)
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() in ('postgresql', 'mysql', 'mariadb'):
         connect_args['connect_timeout'] = 10
@@ -136,6 +162,8 @@ def safe_url(engine: sa.Engine) -> str:
 def check_databases(bridges: Sequence[Bridge]) -> None:
     """Fail now, not on the first request, when a bridge's database does not answer."""
     for bridge in bridges:
+        if getattr(bridge, 'engine', None) is None:
+            continue  # a Flask-SQLAlchemy bridge not joined to an app yet: its app has no database either
         guarded(f'connecting to {safe_url(bridge.engine)}', _ping, bridge.engine)
 
 

@@ -38,7 +38,7 @@
   // ---------- API ----------
   class ApiError extends Error {
     constructor(status, body) {
-      super((body && (body.description || body.title)) || `Request failed (HTTP ${status})`);
+      super((body && (body.detail || body.title)) || `Request failed (HTTP ${status})`);
       this.status = status;
       this.body = body || {};
     }
@@ -48,17 +48,18 @@
     try {
       res = await fetch(API_URL, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json', Authorization: `Bearer ${state.token}` },
+        // Errors as RFC 9457 problem details: type, title, status, detail, code, and fields for a bad form.
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json, application/problem+json', Authorization: `Bearer ${state.token}` },
         body: JSON.stringify({ name, params: params || {} }),
         credentials: 'omit', cache: 'no-store',
       });
     } catch (e) {
-      throw new ApiError(0, { title: 'Network error', description: `Could not reach the server (${e.message}).` });
+      throw new ApiError(0, { title: 'Network error', detail: `Could not reach the server (${e.message}).` });
     }
     const text = await res.text();
     let body = null;
-    if (text) { try { body = JSON.parse(text); } catch { body = { description: text.slice(0, 300) }; } }
-    if (res.status === 401) signOut((body && body.description) || 'The token was rejected. Please sign in again.');
+    if (text) { try { body = JSON.parse(text); } catch { body = { detail: text.slice(0, 300) }; } }
+    if (res.status === 401) signOut((body && body.detail) || 'The token was rejected. Please sign in again.');
     if (!res.ok) throw new ApiError(res.status, body);
     return body;
   }
@@ -88,7 +89,7 @@
     $('signout').hidden = false;
     try {
       state.actions = await call('get_action_list');
-      if (!Array.isArray(state.actions)) throw new ApiError(500, { description: 'get_action_list did not return a list.' });
+      if (!Array.isArray(state.actions)) throw new ApiError(500, { detail: 'get_action_list did not return a list.' });
     } catch (e) {
       if (e.status !== 401) showLogin(`Could not load actions: ${e.message}`);
       return;
@@ -603,7 +604,7 @@
   }
   function errorDetails(e, ctx) {
     const b = e.body;
-    const out = h('div', { class: 'error-details' }, h('p', null, b.description || e.message));
+    const out = h('div', { class: 'error-details' }, h('p', null, b.detail || e.message));
     const meta = [e.status ? `HTTP ${e.status}` : null, b.code ? `code: ${b.code}` : null].filter(Boolean).join(' · ');
     if (meta) out.append(h('p', { class: 'small muted' }, meta));
     if (Array.isArray(b.missing_ids) && b.missing_ids.length) {

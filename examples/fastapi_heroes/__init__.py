@@ -1,0 +1,1 @@
+"""A FastAPI + SQLModel app with jet_sqla mounted on it: see app.py."""
