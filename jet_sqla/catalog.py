@@ -216,7 +216,7 @@ class Collection:
         assert self.pk_attribute is not None, 'a composite primary key cannot be loaded by id'
         pk = getattr(self.model, self.pk_attribute)
         if self._pk_bits is not None:
-            dialect = session.get_bind().dialect.name
+            dialect = session.get_bind(mapper=self.model).dialect.name
             ids = [value for value in ids if fits_integer_column(self._pk_bits, value, dialect)]
         ordered = sorted(ids) if lock else list(ids)
         for start in range(0, len(ordered), CHUNK_SIZE):

@@ -169,9 +169,9 @@ def missing_references(session: Session, references: Sequence[tuple[FormField, A
     the session already, so only the missing ones cost a query.
     """
     missing: dict[str, str] = {}
-    dialect = session.get_bind().dialect.name
     for field, key in references:
         assert field.related is not None
+        dialect = session.get_bind(mapper=field.related.model).dialect.name
         if not field.related.can_exist(key, dialect) or session.get(field.related.model, key) is None:
             missing[field.name] = f'no {field.related.name} record with id {key!r}'
     return missing

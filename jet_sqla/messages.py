@@ -266,7 +266,7 @@ class Dispatcher:
             raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options{reason}')
         if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
-                database.limit_reads(session.connection(), self.read_timeout)
+                self._limit_session(session)
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
@@ -283,6 +283,14 @@ class Dispatcher:
             return ''
         composite = composite_foreign_key(self.catalog.get(model), field)
         return f': it is one column of the composite foreign key ({composite}), and alone names no row' if composite else ''
+
+    def _limit_session(self, session: Session) -> None:
+        """Bound the session's reads; a session with no default bind (binds per model) is left as it is."""
+        try:
+            connection = session.connection()
+        except sa.exc.UnboundExecutionError:
+            return
+        database.limit_reads(connection, self.read_timeout)
 
     def _options_source(self, params: Mapping[str, Any], field: str) -> OptionsSource | None:
         action_name = params.get('action')
@@ -323,7 +331,7 @@ class Dispatcher:
         statement = (sa.select(table).select_from(collection.model)
                      .order_by(*order).limit(query.limit + 1).offset(query.offset))
         with self.sessions() as session:
-            database.limit_reads(session.connection(), self.read_timeout)
+            self._limit_session(session)
             rows = session.execute(statement).mappings().all()
         # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.
         names = {column.key: collection.attribute_name(column) for column in table.columns}

@@ -221,7 +221,8 @@ class ForeignKeyOptions(OptionsSource):
                 after = self._coerce_after(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
-            dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+            dialect = (session.get_bind(mapper=self.related.model) if isinstance(session, Session)
+                       else session).dialect.name
             if not fits_integer_column(self._value_bits, after, dialect):
                 if after > 0:
                     return []  # nothing can come after a value past the column's largest
