@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report import Section
 
-BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all')
+BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all', 'jobs')
 DEFAULT_POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/postgres'
 
 
@@ -75,6 +75,14 @@ def parser() -> argparse.ArgumentParser:
                     help="the search term q of the options benchmark (default 777: its 50th match is about "
                          "37,000 rows in)")
     db.add_argument('--fk-rounds', type=int, default=5, help='alternating rounds per options case (default 5)')
+    jobs = p.add_argument_group('Background jobs benchmark (jobs: PostgreSQL and a Celery broker)')
+    jobs.add_argument('--jobs-records', type=_sizes, default=[1_000_000],
+                      help='records of the background job (default 1000000)')
+    jobs.add_argument('--jobs-request-ids', type=_sizes, default=[100_000],
+                      help='ids of the in-request bulk run it is compared with (default 100000)')
+    jobs.add_argument('--jobs-broker', default=os.environ.get('BENCH_BROKER_URL', 'redis://127.0.0.1:6379/12'),
+                      help='the broker the workers read (default redis://127.0.0.1:6379/12)')
+    jobs.add_argument('--jobs-chunk-size', type=int, default=500, help='records per chunk (default 500)')
     p.add_argument('--candidate', type=Path,
                    help='a directory holding a changed copy of the jet_sqla package: the protocol and reference '
                         'benchmarks serve it too, in the same rounds, to show what the change buys')
@@ -97,7 +105,7 @@ def machine() -> str:
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[Section]:
     """Run the selected benchmarks; ``emit`` each section's table as soon as it is done."""
-    from bench import bulk, fk_options, protocol, select_all, server_stack, starvation, versus_reference
+    from bench import bulk, fk_options, jobs, protocol, select_all, server_stack, starvation, versus_reference
     from bench.jet_app import prepare_database
     from bench.postgres import private_database
     from bench.serving import RECOMMENDED, LoadSettings, ServerPool
@@ -132,7 +140,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if name in args.only:
                 started = time.monotonic()
                 done(name, benchmark(), started)
-    if {'bulk', 'fk', 'select_all'} & set(args.only):
+    if {'bulk', 'fk', 'select_all', 'jobs'} & set(args.only):
         with private_database(args.postgres_url) as engine:
             if 'bulk' in args.only:
                 started = time.monotonic()
@@ -143,6 +151,10 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if 'select_all' in args.only:
                 started = time.monotonic()
                 done('select_all', select_all.run(engine, args.select_all_sizes, repeats=args.bulk_repeats), started)
+            if 'jobs' in args.only:
+                started = time.monotonic()
+                done('jobs', jobs.run(engine, args.jobs_records[0], args.jobs_request_ids[0],
+                                      broker=args.jobs_broker, chunk_size=args.jobs_chunk_size), started)
     return sections
 
 

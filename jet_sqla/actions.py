@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
@@ -42,9 +43,46 @@ from .forms import missing_references
 from .permissions import JetPermissions
 from .selection import Selection
 
-__all__ = ['ExecuteRequest', 'Executor']
+__all__ = ['ChunkRun', 'ExecuteRequest', 'Executor', 'JobQueue']
 
 log = logging.getLogger(__name__)
+
+
+class JobQueue(Protocol):
+    """Where an accepted background run goes (:class:`jet_sqla.jobs.Jobs`)."""
+
+    def record(self, session: Session, action: Action, collection: Collection | None, selection: Selection | None,
+               params: Mapping[str, Any], actor: Actor | None) -> dict[str, Any]:
+        """Insert the job and its chunks in ``session``'s transaction; returns ``{"job", "total", "chunks"}``.
+
+        Raises:
+            TooLarge: the selection holds more than :attr:`Executor.max_job_ids` records.
+        """
+
+    def publish(self, receipt: Mapping[str, Any]) -> None:
+        """Hand the committed job to whatever runs its chunks."""
+
+
+class ChunkRun(Protocol):
+    """One delivery of one chunk of a background job, as :meth:`Executor.run_chunk` needs it."""
+
+    action: Action
+    collection: Collection | None
+    params: Mapping[str, Any]
+    actor: Actor | None
+
+    def claim(self, session: Session) -> bool:
+        """Lock the chunk's row; False when it is finished already, or its job was cancelled."""
+
+    def ids(self, session: Session) -> list[Any]:
+        """The chunk's ids, in primary-key order."""
+
+    def complete(self, session: Session, count: int) -> None:
+        """Mark the chunk done, in the transaction of its writes."""
+
+    def fail(self, session: Session, message: str) -> None:
+        """Mark the chunk failed, after its transaction was rolled back."""
+
 
 class ExecuteRequest:
     """An execute_action message, parsed but not yet validated.
@@ -114,6 +152,8 @@ class Executor:
         sessions: Makes the session of each run.
         audit: Logs runs and stores idempotent responses; ``None`` when off.
         max_ids: The most ids one request may name.
+        max_job_ids: The most ids one background run may name.
+        jobs: Records and publishes background runs; set by the Bridge.
         retries: How many times a deadlocked run is tried again before the
             function has returned.
         permissions: Checks Jet's own permissions of a JWT's grant; ``None`` when off.
@@ -127,6 +167,8 @@ class Executor:
         audit: AuditLog | None = None,
         max_ids: int = 100_000,
         retries: int = 3,
+        max_job_ids: int = 10_000_000,
+        jobs: JobQueue | None = None,
         permissions: JetPermissions | None = None,
     ) -> None:
         self.catalog = catalog
@@ -134,6 +176,8 @@ class Executor:
         self.audit = audit
         self.max_ids = max_ids
         self.retries = retries
+        self.max_job_ids = max_job_ids
+        self.jobs = jobs
         self.permissions = permissions
 
     def execute(self, request: ExecuteRequest) -> bytes:
@@ -191,7 +235,7 @@ class Executor:
 
     def _ids(self, action: Action, collection: Collection | None, params: Mapping[str, Any],
              inverse: bool = False) -> list[Any]:
-        raw = raw_ids(params, self.max_ids)
+        raw = raw_ids(params, self.max_job_ids if action.background else self.max_ids)
         if inverse and not (collection is not None and action.for_instance and action.bulk):
             raise InvalidParams({'inverseIds': '"select all" needs a bulk record action; '
                                               f'{action.name!r} is not one'})
@@ -214,8 +258,9 @@ class Executor:
         while True:
             attempt += 1
             stage = ['running']  # then 'returned' when the function has returned, 'committing' at the COMMIT
+            attempt_once = self._accept_job if request.action.background else self._attempt
             try:
-                return self._attempt(request, collection, ids, values, entry, stage)
+                return attempt_once(request, collection, ids, values, entry, stage)
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:
@@ -281,6 +326,109 @@ class Executor:
             stage[0] = 'committing'  # leaving the block commits
         return body
 
+    def _accept_job(
+        self, request: ExecuteRequest, collection: Collection | None, ids: list[Any],
+        values: dict[str, Any], entry: AuditEntry, stage: list[str],
+    ) -> bytes:
+        """Check what a run would refuse, record the job, commit, and only then publish its chunks."""
+        if self.jobs is None:
+            raise MessageError(f'{request.action.name!r} runs in the background, and this bridge has no job runner')
+        with self._transaction() as session:
+            if entry.idempotency_key is not None:
+                assert self.audit is not None
+                self.audit.claim(session, entry)
+            bad_references = missing_references(session, request.action.form.references(values))
+            if bad_references:
+                raise InvalidParams(bad_references)
+            selection = None
+            if collection is not None and request.action.for_instance:
+                selection = Selection(collection, ids, inverse=request.inverse)
+                if not request.inverse:
+                    _check_exist(session, collection, ids)
+            receipt = self.jobs.record(session, request.action, collection, selection, request.params,
+                                       request.actor)
+            body = encoding.dumps({'result': True, **receipt})
+            entry.outcome = 'queued'
+            entry.response = body
+            if entry.idempotency_key is not None:
+                assert self.audit is not None
+                self.audit.record_success(session, entry)
+            stage[0] = 'committing'
+        # Published after the COMMIT: a worker never receives a chunk it cannot find. Should this
+        # process die right here, the workers' sweep publishes the job's chunks instead.
+        self.jobs.publish(receipt)
+        return body
+
+    def run_chunk(self, chunk: ChunkRun) -> str:
+        """Run one chunk of a background job, in a transaction of its own.
+
+        The chunk's done mark commits with its writes; a chunk that is already
+        finished is skipped. Deadlocks are retried as for a request; any other
+        failure rolls the chunk back whole and marks it failed.
+
+        Returns:
+            ``'done'``, ``'skipped'`` or ``'failed'``.
+
+        Raises:
+            DatabaseUnavailable: nothing could be recorded; deliver the chunk again later.
+        """
+        action = chunk.action
+        started = time.perf_counter()
+        collection_name = chunk.collection.name if chunk.collection is not None else None
+        request = ExecuteRequest(action, collection=collection_name, params=chunk.params, actor=chunk.actor)
+        entry = AuditEntry(action=action.name, collection=collection_name, ids=[], params=chunk.params,
+                           actor=chunk.actor)
+        attempt = 0
+        while True:
+            attempt += 1
+            stage = 'running'
+            try:
+                values = action.form.validate(chunk.params)
+                with self._transaction() as session:
+                    if not chunk.claim(session):
+                        return 'skipped'
+                    if action.timeout is not None:
+                        database.apply_timeout(session, action.timeout)
+                    ids = chunk.ids(session) if action.for_instance else []
+                    entry.ids = ids
+                    if action.for_instance and not ids:  # every record of the range was excluded, or is gone
+                        chunk.complete(session, 0)
+                        return 'done'
+                    result = action.function(**self._arguments(session, request, chunk.collection, ids, values))
+                    stage = 'returned'
+                    entry.response = _result_body(action, result)
+                    session.flush()
+                    entry.outcome = 'success'
+                    entry.duration_ms = (time.perf_counter() - started) * 1000
+                    if self.audit is not None:
+                        self.audit.record_success(session, entry)
+                    chunk.complete(session, len(ids))
+                return 'done'
+            except Exception as error:
+                if stage == 'running' and attempt <= self.retries and database.is_retryable(error):
+                    log.warning('retrying a chunk of %r after %s (attempt %d)', action.name,
+                                type(error).__name__, attempt)
+                    time.sleep(0.005 * attempt)
+                    continue
+                failure = _as_jet_error(error, action.name)
+                if isinstance(failure, DatabaseUnavailable):
+                    raise failure from error
+                break
+        entry.outcome = 'error'
+        entry.error = failure.message
+        entry.duration_ms = (time.perf_counter() - started) * 1000
+        try:
+            with self._transaction() as session:
+                chunk.fail(session, failure.message)
+        except Exception as error:
+            # The chunk stays queued: delivered again, it runs (and maybe fails) again.
+            unrecorded = _as_jet_error(error, action.name)
+            if isinstance(unrecorded, DatabaseUnavailable):
+                raise unrecorded from error
+            raise
+        if self.audit is not None:
+            self.audit.record_failure(entry)
+        return 'failed'
     def _select(self, session: Session, action: Action, selection: Selection) -> list[Any]:
         """The instances of a selection, in primary-key order, loaded chunk by chunk.
 
@@ -351,6 +499,22 @@ class Executor:
             arguments.update(dict.fromkeys(action.context_parameters, context))
         arguments.update(dict.fromkeys(action.session_parameters, session))
         return arguments
+
+
+def _check_exist(session: Session, collection: Collection, ids: list[Any]) -> None:
+    """Raise RecordsNotFound for listed ids with no row; reads keys only, in few statements."""
+    assert collection.pk is not None
+    found: set[Any] = set()
+    for start in range(0, len(ids), _EXISTENCE_BATCH):
+        batch = ids[start : start + _EXISTENCE_BATCH]
+        found.update(session.scalars(sa.select(collection.pk).where(collection.pk.in_(batch))))
+    if len(found) < len(ids):
+        raise RecordsNotFound(collection.name, [value for value in ids if value not in found])
+
+
+#: Ids per existence check of a background run: far more than a chunk, as only keys come back,
+#: so that accepting a job never costs a statement per chunk (and within SQLite's 32,766 parameters).
+_EXISTENCE_BATCH = 10_000
 
 
 def _keys(collection: Collection, instances: list[Any]) -> list[Any]:

@@ -20,7 +20,8 @@ from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
-from .messages import Dispatcher, Handlers, default_handlers
+from .jobs import DEFAULT_QUEUE, Jobs
+from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
 from .options import MAX_SEARCH_LENGTH, FieldOptions
 from .params import Param
 from .permissions import JetPermissions
@@ -90,6 +91,14 @@ class Bridge:
             client gets a 504. ``None`` turns the bound off.
         max_search_length: The longest search term ``q``, in characters; longer
             gets a 400.
+        broker: The Redis or RabbitMQ URL background actions are sent
+            through, to ``jet-sqla worker`` processes. Defaults to
+            ``JET_SQLA_BROKER_URL``; without one, they run on a thread pool
+            inside the serving process.
+        max_job_ids: Background runs naming more ids get a 413.
+        job_queue: The Celery queue of background chunks. Defaults to
+            ``JET_SQLA_JOB_QUEUE``, else ``jet_sqla``.
+        job_threads: Threads of the embedded runner, per serving process.
         jet_permissions: Apply the permissions Jet Admin puts in a JWT's
             project grant: a JWT user runs an action on a collection only as its
             owner, in its super group, or with ``w`` on that collection.
@@ -121,6 +130,10 @@ class Bridge:
         query_timeout: float | None = DEFAULT_QUERY_TIMEOUT,
         max_search_length: int = MAX_SEARCH_LENGTH,
         jet_permissions: bool = False,
+        broker: str | None = None,
+        max_job_ids: int = 10_000_000,
+        job_queue: str | None = None,
+        job_threads: int = 2,
     ) -> None:
         sync_engine: sa.Engine | None = None
         if engine is not None:
@@ -163,6 +176,12 @@ class Bridge:
         self._retries = retries
         self._query_timeout = query_timeout
         self._max_search_length = max_search_length
+        self._max_job_ids = max_job_ids
+        self._jobs_options: dict[str, Any] = {
+            'broker': broker or os.environ.get('JET_SQLA_BROKER_URL') or None,
+            'queue': job_queue or os.environ.get('JET_SQLA_JOB_QUEUE') or DEFAULT_QUEUE,
+            'threads': job_threads,
+        }
         #: Entered around every request and run (a Flask app context, once mounted on Flask).
         self.app_context: Callable[[], Any] | None = None
         if sync_engine is not None:
@@ -184,7 +203,8 @@ class Bridge:
         )
         self.audit = AuditLog(engine) if self._audit_wanted else None
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
-                                 max_ids=self._max_ids, retries=self._retries, permissions=self._permissions)
+                                 max_ids=self._max_ids, retries=self._retries, permissions=self._permissions,
+                                 max_job_ids=self._max_job_ids)
         #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
         #: carry the statement timeout (see database.read_engine); elsewhere, or when the app's own
         #: sessions must carry its filters, ``engine`` itself (each read then sets the bound).
@@ -195,6 +215,12 @@ class Bridge:
                                      read_sessions, self.messages, engine=self.read_engine,
                                      listing=self.console, read_timeout=self._query_timeout,
                                      max_search_length=self._max_search_length)
+        #: Background runs: recorded, published, run chunk by chunk, and reported (jet_sqla.jobs).
+        self.jobs = Jobs(engine, self.catalog, self.actions, self.executor, context=self._run_context,
+                         **self._jobs_options)
+        self.executor.jobs = self.jobs
+        self.dispatcher.add_route(GET_JOB, self.jobs.get_job)
+        self.dispatcher.add_route(CANCEL_JOB, self.jobs.cancel_job)
         # The app's own sessions carry its filters (soft delete, tenants): option queries go through them too.
         self.dispatcher.options_in_sessions = session_factory is not None
 
@@ -254,6 +280,8 @@ class Bridge:
         label: str | None = None,
         description: str | None = None,
         icon: str | None = None,
+        background: bool = False,
+        chunk_size: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -273,6 +301,11 @@ class Bridge:
             label: What the operator reads; also sent as ``verbose_name``.
             description: Help text; the docstring by default.
             icon: The name of the Jet Admin icon shown with the action.
+            background: Run as a background job: ``execute_action`` answers
+                at once with the job's id, and a record action is called once
+                per chunk of ``chunk_size`` records (500), each chunk in its own
+                transaction.
+            chunk_size: Records per chunk of a background record action.
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
@@ -326,8 +359,12 @@ class Bridge:
         params: Mapping[str, Any] | None = None,
         actor: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        inverse: bool = False,
     ) -> dict[str, Any]:
-        """Run an action as execute_action would, without HTTP; returns the decoded response."""
+        """Run an action as execute_action would, without HTTP; returns the decoded response.
+
+        ``inverse=True`` runs it on every record except ``params['ids']`` ("select all").
+        """
         action = self.actions.get(name)
         if action is None:
             from .errors import NotFound
@@ -335,7 +372,7 @@ class Bridge:
         self._require_database()
         with self.app_context() if self.app_context is not None else nullcontext():
             body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
-                                                        idempotency_key=idempotency_key))
+                                                        idempotency_key=idempotency_key, inverse=inverse))
         result: dict[str, Any] = encoding.loads(body)
         return result
 
@@ -357,6 +394,10 @@ class Bridge:
         """The Flask-style alias of :meth:`mount`, for app factories."""
         return self.mount(app)
 
+    def _run_context(self) -> Any:
+        """What a background chunk runs inside: the Flask app context once mounted on Flask, else nothing."""
+        return self.app_context() if self.app_context is not None else nullcontext()
+
     def _require_database(self) -> None:
         if getattr(self, 'executor', None) is None:
             raise RuntimeError('this bridge has no database yet: mount it on the Flask app first '
@@ -377,6 +418,11 @@ class Bridge:
         self.catalog.refresh()  # classes mapped after the bridge was built (a Flask app's models module)
         if self.audit is not None:
             self.audit.check_ready()
+        if any(action.background for action in self.actions):
+            self.jobs.check_ready()
+            # Started on the first message, in the process that serves it: a pool made
+            # here could be in a server's master, whose threads a fork leaves behind.
+            self.dispatcher.before = self.jobs.ensure_started
         if self.authenticator.insecure:
             log.warning(INSECURE_WARNING)
         return {

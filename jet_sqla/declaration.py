@@ -74,7 +74,7 @@ class Action:
     __slots__ = (
         'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
         'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session', 'icon',
+        'needs_session', 'background', 'chunk_size', 'icon',
     )
 
     def __init__(
@@ -94,6 +94,8 @@ class Action:
         instance_parameter: str | None,
         context_parameters: Sequence[str],
         session_parameters: Sequence[str],
+        background: bool = False,
+        chunk_size: int = 500,
         icon: str | None = None,
     ) -> None:
         self.name = name
@@ -111,6 +113,9 @@ class Action:
         self.instance_parameter = instance_parameter
         self.context_parameters = tuple(context_parameters)
         self.session_parameters = tuple(session_parameters)
+        #: Runs as a background job (jet_sqla.jobs): record actions once per chunk of ``chunk_size`` records.
+        self.background = background
+        self.chunk_size = chunk_size
         #: The run loads records or hands out the session, so it needs a transaction.
         self.needs_session = bool(
             for_instance or self.context_parameters or self.session_parameters or timeout is not None
@@ -179,6 +184,8 @@ def declare_action(
     name: str | None = None,
     label: str | None = None,
     description: str | None = None,
+    background: bool = False,
+    chunk_size: int | None = None,
     icon: str | None = None,
 ) -> Action:
     """Build an :class:`Action` from a function and the decorator's arguments.
@@ -198,6 +205,10 @@ def declare_action(
         raise TypeError(f'{owner}: for_instance=True needs model=')
     if timeout is not None and not timeout > 0:
         raise ValueError(f'{owner}: timeout must be a positive number of seconds')
+    if chunk_size is not None and not background:
+        raise TypeError(f'{owner}: chunk_size= needs background=True')
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f'{owner}: chunk_size must be a positive number of records')
     if icon is not None and (not isinstance(icon, str) or not icon):
         raise TypeError(f'{owner}: icon must be the non-empty name of a Jet Admin icon')
     refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
@@ -254,6 +265,8 @@ def declare_action(
         instance_parameter=instance_parameter,
         context_parameters=context_parameters,
         session_parameters=session_parameters,
+        background=background,
+        chunk_size=chunk_size or 500,
         icon=icon,
     )
 

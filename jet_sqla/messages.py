@@ -42,10 +42,12 @@ from .fields import field_for_column_type
 from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
 
 __all__ = [
+    'CANCEL_JOB',
     'EXECUTE_ACTION',
     'GET_ACTION_LIST',
     'GET_ELEMENT_STATUS',
     'GET_FIELD_OPTIONS',
+    'GET_JOB',
     'LIST_RECORDS',
     'MAX_DEPTH',
     'Dispatcher',
@@ -62,6 +64,9 @@ GET_FIELD_OPTIONS = 'get_field_options'
 GET_ELEMENT_STATUS = 'get_element_status'
 #: jet_sqla's read-only listing of a collection's rows, used by the console.
 LIST_RECORDS = 'list_records'
+#: A background run's progress, and stopping it (jet_sqla.jobs).
+GET_JOB = 'get_job'
+CANCEL_JOB = 'cancel_job'
 
 #: How deeply a message's params may nest. Jet's forms nest a few levels; a deeper body is hostile,
 #: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
@@ -169,6 +174,12 @@ class Dispatcher:
         }
         if listing:
             self._routes[LIST_RECORDS] = self.list_records
+        #: Called before each message; the bridge starts its embedded job runner there, in the serving process.
+        self.before: Callable[[], None] | None = None
+
+    def add_route(self, name: str, route: Callable[[Any, Identity, Any], bytes]) -> None:
+        """Answer the message ``name`` with ``route(params, identity, request)``."""
+        self._routes[name] = route
 
     def dispatch(self, name: Any, params: Any, identity: Identity, request: Any = None, *,
                  idempotency_key: str | None = None) -> bytes:
@@ -180,6 +191,8 @@ class Dispatcher:
         if not isinstance(name, str) or not name:
             raise MessageError('"name" must be a non-empty string naming the message', code='missing_name')
         params = _decode_params(params, 'params')
+        if self.before is not None:
+            self.before()
         try:
             if name == EXECUTE_ACTION:
                 return self.execute_action(params, identity, request, idempotency_key=idempotency_key)

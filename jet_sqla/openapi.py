@@ -15,7 +15,7 @@ from typing import Any
 
 from . import encoding, problems
 from .fields import Field
-from .messages import EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, LIST_RECORDS
+from .messages import CANCEL_JOB, EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, GET_JOB, LIST_RECORDS
 from .options import MAX_LIMIT, MAX_OFFSET, MAX_SEARCH_LENGTH
 
 __all__ = ['ERROR_STATUSES', 'build_document', 'document']
@@ -44,6 +44,15 @@ _MESSAGE_SCHEMAS = {
     EXECUTE_ACTION: 'ExecuteAction',
     GET_FIELD_OPTIONS: 'GetFieldOptions',
     LIST_RECORDS: 'ListRecords',
+    GET_JOB: 'GetJob',
+    CANCEL_JOB: 'CancelJob',
+}
+
+_JOB_PARAMS = {
+    'type': 'object',
+    'required': ['job'],
+    'properties': {'job': {'type': 'string', 'pattern': '^[0-9a-f]{32}$',
+                           'description': 'The id execute_action answered for a background action.'}},
 }
 
 _ID = {'oneOf': [{'type': 'string'}, {'type': 'integer'}], 'description': 'A primary key, as text or a number.'}
@@ -191,6 +200,33 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
             'additionalProperties': True,
             'description': "`result: true`, merged with the dict the action returned.",
         },
+        'GetJob': _message(GET_JOB, _JOB_PARAMS, "A background job's progress.", params_required=True),
+        'CancelJob': _message(CANCEL_JOB, _JOB_PARAMS, 'Stop the chunks of a background job that have not started.',
+                              params_required=True),
+        'JobState': {
+            'type': 'object',
+            'description': 'What get_job and cancel_job answer.',
+            'required': ['job', 'action', 'collection', 'status', 'total', 'done', 'failed', 'errors',
+                         'created_at', 'started_at', 'finished_at'],
+            'properties': {
+                'job': {'type': 'string'},
+                'action': {'type': 'string'},
+                'collection': {'type': ['string', 'null']},
+                'status': {'enum': ['queued', 'running', 'succeeded', 'failed', 'cancelled']},
+                'total': {'type': 'integer', 'minimum': 0},
+                'done': {'type': 'integer', 'minimum': 0},
+                'failed': {'type': 'integer', 'minimum': 0},
+                'errors': {
+                    'type': 'array',
+                    'maxItems': 100,
+                    'items': {'type': 'object', 'required': ['first_id', 'last_id', 'message'],
+                              'properties': {'first_id': {}, 'last_id': {}, 'message': {'type': 'string'}}},
+                },
+                'created_at': {'type': 'string'},
+                'started_at': {'type': ['string', 'null']},
+                'finished_at': {'type': ['string', 'null']},
+            },
+        },
         'Option': {
             'type': 'object',
             'required': ['value', 'name'],
@@ -270,12 +306,13 @@ def build_document(
     """
     prefix = '/' + prefix.strip('/') if prefix.strip('/') else ''
     example_model = collections[0] if collections else 'users'
-    messages = [GET_ACTION_LIST, EXECUTE_ACTION, GET_FIELD_OPTIONS] + ([LIST_RECORDS] if listing else [])
+    messages = [GET_ACTION_LIST, EXECUTE_ACTION, GET_FIELD_OPTIONS, GET_JOB, CANCEL_JOB] + (
+        [LIST_RECORDS] if listing else [])
     examples: dict[str, Any] = {GET_ACTION_LIST: {'value': {'name': GET_ACTION_LIST}}}
     if listing:
         examples[LIST_RECORDS] = {'value': {'name': LIST_RECORDS, 'params': {'model': example_model}}}
     results = {'ActionList': GET_ACTION_LIST, 'ActionResult': EXECUTE_ACTION, 'Options': GET_FIELD_OPTIONS,
-               'RecordsPage': LIST_RECORDS}
+               'RecordsPage': LIST_RECORDS, 'JobState': GET_JOB}
     return {
         'openapi': OPENAPI_VERSION,
         'info': {

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from jet_sqla import audit, migrations
+from jet_sqla.jobs import tables as _job_tables  # noqa: F401 - puts the job tables on audit.metadata
 
 
 def run_offline() -> None:

@@ -63,6 +63,35 @@ def require_server(url: str) -> None:
         pytest.skip(reason)
 
 
+REDIS_URL = os.environ.get('JET_SQLA_TEST_REDIS_URL', 'redis://127.0.0.1:6379/11')
+RABBITMQ_URL = os.environ.get('JET_SQLA_TEST_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672//')
+
+
+def _check_broker(url: str) -> str | None:
+    """None when the Redis or RabbitMQ broker answers, else the reason."""
+    if url not in _reachable:
+        import kombu
+
+        connection = kombu.Connection(url, connect_timeout=5)
+        try:
+            connection.ensure_connection(max_retries=1)
+            _reachable[url] = None
+        except Exception as error:  # noqa: BLE001 - whatever the transport raises, the broker is unusable
+            _reachable[url] = f'{connection.as_uri()} is unreachable: {type(error).__name__}: {str(error)[:200]}'
+        finally:
+            connection.release()
+    return _reachable[url]
+
+
+def require_broker(url: str) -> None:
+    """Skip (locally) or fail (under CI) when the Redis or RabbitMQ broker does not answer."""
+    reason = _check_broker(url)
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f'CI=true needs this broker: {reason}', pytrace=False)
+        pytest.skip(reason)
+
+
 DIALECTS = ['sqlite', 'postgresql', 'mariadb']
 
 

@@ -155,3 +155,15 @@ def test_fk_options(database_sections: dict[str, Section]) -> None:
     section = assert_measured(database_sections['fk'], rows=16)
     deep_page = next(row for row in section.rows if str(row[0]).startswith('deep page offset=4,500'))
     assert 'executed in' in deep_page[-1]  # PostgreSQL's own timing, read from EXPLAIN ANALYZE
+
+
+def test_jobs() -> None:
+    """The background-jobs benchmark: a real jet-sqla worker on Redis, tiny sizes."""
+    from .conftest import REDIS_URL, require_broker
+
+    require_server(POSTGRES_URL)
+    require_broker(REDIS_URL)
+    [section] = run_bench('--only', 'jobs', '--postgres-url', POSTGRES_URL, '--jobs-records', '3000',
+                          '--jobs-request-ids', '300', '--jobs-chunk-size', '250', '--jobs-broker', REDIS_URL)
+    assert_measured(section, rows=4)
+    assert section.raw['job']['status'] == 'succeeded' and section.raw['job']['done'] == 3000

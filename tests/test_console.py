@@ -297,6 +297,63 @@ def test_select_all_sends_every_row_of_the_page(console: Console, shop_db: sa.En
     assert len(mailed) == 8 and None not in mailed
 
 
+def test_a_background_action_shows_its_progress_until_it_succeeds(console: Console, shop_db: sa.Engine) -> None:
+    page = console.page
+    before = _read(shop_db, lambda s: _pairs(s, Order.id, Order.total))
+    console.login()
+    console.action('action-apply_discount')
+    for record in (2, 3, 4):
+        page.get_by_test_id(f'select-{record}').check()
+    page.get_by_test_id('field-percent').fill('50')
+
+    response = console.run()  # returns once the job has finished: the result turns green or red
+
+    assert response.status == 200 and response.json()['total'] == 3 and response.json()['chunks'] == 2
+    assert page.get_by_test_id('job-status').inner_text() == 'succeeded'
+    assert page.get_by_test_id('job-counts').inner_text() == '3 of 3 done · 0 failed'
+    progress = page.get_by_test_id('job-progress')
+    assert (progress.get_attribute('value'), progress.get_attribute('max')) == ('3', '3')
+    assert page.get_by_test_id('job-cancel').is_disabled()
+    assert console.sent('get_job') and all(params == {'job': response.json()['job']} for params in console.sent('get_job'))
+    after = _read(shop_db, lambda s: _pairs(s, Order.id, Order.total))
+    assert after == {**before, **{key: (before[key] / 2).quantize(Decimal('0.01')) for key in (2, 3, 4)}}
+
+
+def test_a_background_job_lists_its_failed_chunks(console: Console, shop_db: sa.Engine) -> None:
+    page = console.page
+    before = _read(shop_db, lambda s: _pairs(s, Order.id, Order.total))
+    console.login()
+    console.action('action-apply_discount')
+    for record in (5, 6, 7):
+        page.get_by_test_id(f'select-{record}').check()
+    page.get_by_test_id('field-percent').fill('0')  # refused by the action, in every chunk
+
+    console.run()
+
+    assert page.get_by_test_id('job-status').inner_text() == 'failed'
+    assert page.get_by_test_id('job-counts').inner_text() == '0 of 3 done · 3 failed'
+    failures = page.get_by_test_id('job-errors').locator('li')
+    assert failures.all_inner_texts() == ['5–6: The discount is a percentage between 1 and 99',
+                                          '7: The discount is a percentage between 1 and 99']
+    assert _read(shop_db, lambda s: _pairs(s, Order.id, Order.total)) == before
+
+
+def test_cancel_stops_a_background_job(console: Console, shop_db: sa.Engine) -> None:
+    page = console.page
+    console.login()
+    console.action('action-slow_touch')
+    page.get_by_test_id('select-8').wait_for()
+    page.get_by_test_id('select-all').check()
+    page.get_by_test_id('run-action').click()
+    page.get_by_test_id('job-status').wait_for()
+    page.get_by_test_id('job-cancel').click()
+
+    page.locator('[data-testid=job-status]', has_text='cancelled').wait_for()
+    assert console.sent('cancel_job') == [{'job': page.get_by_test_id('job-id').inner_text()}]
+    assert page.get_by_test_id('job-cancel').is_disabled()
+    page.locator('[data-testid=result].result-error h2', has_text='Job cancelled').wait_for()
+
+
 def test_each_field_type_gets_its_input_and_sends_its_value(console: Console, shop_db: sa.Engine) -> None:
     page = console.page
     console.login()

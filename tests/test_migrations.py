@@ -16,8 +16,11 @@ from alembic.script import ScriptDirectory
 from alembic.util import coerce_resource_to_filename
 
 from jet_sqla import audit, migrations
+from jet_sqla.jobs import tables as _job_tables  # noqa: F401 - the job tables join audit.metadata
 
-JET_TABLES = {'jet_sqla_action_log', migrations.VERSION_TABLE}
+JET_TABLES = {'jet_sqla_action_log', 'jet_sqla_job', 'jet_sqla_job_chunk', migrations.VERSION_TABLE}
+#: The newest revision shipped.
+HEAD = 'jet_sqla_0003'
 
 
 def schema_differences(engine: sa.Engine, metadata: sa.MetaData) -> list[object]:
@@ -25,7 +28,7 @@ def schema_differences(engine: sa.Engine, metadata: sa.MetaData) -> list[object]
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={
             'compare_type': True,
-            'include_name': lambda name, kind, parent: kind != 'table' or name == audit.action_log.name,
+            'include_name': lambda name, kind, parent: kind != 'table' or name in audit.metadata.tables,
         })
         return list(compare_metadata(context, metadata))
 
@@ -39,7 +42,7 @@ class TestStandalone:
         assert migrations.current(engine) == ()
         migrations.upgrade(engine)
         assert JET_TABLES <= tables(engine)
-        assert migrations.current(engine) == migrations.heads() == ('jet_sqla_0002',)
+        assert migrations.current(engine) == migrations.heads() == (HEAD,)
         assert schema_differences(engine, audit.metadata) == []
         unique = sa.inspect(engine).get_unique_constraints(audit.action_log.name)
         indexes = sa.inspect(engine).get_indexes(audit.action_log.name)
@@ -52,6 +55,9 @@ class TestStandalone:
         migrations.upgrade(engine)
         drifted = sa.MetaData()
         table = audit.action_log.to_metadata(drifted)
+        for other in audit.metadata.tables.values():
+            if other is not audit.action_log:
+                other.to_metadata(drifted)
         table.append_column(sa.Column('tenant', sa.String(50)))
         differences = schema_differences(engine, drifted)
         assert [difference[0] for difference in differences] == ['add_column']  # type: ignore[index]
@@ -59,7 +65,7 @@ class TestStandalone:
     def test_upgrade_twice_changes_nothing_and_downgrade_removes_the_tables(self, engine: sa.Engine) -> None:
         migrations.upgrade(engine)
         migrations.upgrade(engine)
-        assert migrations.current(engine) == ('jet_sqla_0002',)
+        assert migrations.current(engine) == (HEAD,)
         migrations.downgrade(engine, 'base')
         assert migrations.current(engine) == ()
         assert audit.action_log.name not in tables(engine)
@@ -70,7 +76,7 @@ class TestStandalone:
         assert 'alembic_version' not in tables(engine)
         with engine.connect() as connection:
             rows = connection.execute(sa.text(f'SELECT version_num FROM {migrations.VERSION_TABLE}')).all()
-        assert [row[0] for row in rows] == ['jet_sqla_0002']
+        assert [row[0] for row in rows] == [HEAD]
 
     def test_audit_table_works_once_migrated(self, engine: sa.Engine) -> None:
         migrations.upgrade(engine)
@@ -87,7 +93,7 @@ class TestStandalone:
 class TestScripts:
     def test_branch_label_and_location(self) -> None:
         script = ScriptDirectory.from_config(migrations.config())
-        assert script.get_revision(f'{migrations.BRANCH}@head').revision == 'jet_sqla_0002'  # type: ignore[union-attr]
+        assert script.get_revision(f'{migrations.BRANCH}@head').revision == HEAD  # type: ignore[union-attr]
         location = Path(migrations.script_location())
         assert (location / 'env.py').is_file() and (location / 'script.py.mako').is_file()
         # The version_locations entry users copy resolves, through Alembic itself, to the shipped scripts.
@@ -159,7 +165,7 @@ class TestMergedIntoUsersTree:
         assert migrations.VERSION_TABLE not in tables(engine)  # the user's tree records both branches itself
         with engine.connect() as connection:
             versions = {row[0] for row in connection.execute(sa.text('SELECT version_num FROM alembic_version'))}
-        assert versions == {'shop_0001', 'jet_sqla_0002'}
+        assert versions == {'shop_0001', HEAD}
         assert schema_differences(engine, audit.metadata) == []
 
     def test_one_branch_at_a_time(self, engine: sa.Engine, tmp_path: Path) -> None:

@@ -65,19 +65,19 @@ def test_head_fails_until_the_heads_are_merged_then_everything_works(engine: sa.
 
 def test_moving_from_standalone_needs_a_stamp(engine: sa.Engine, tmp_path: Path) -> None:
     migrations.upgrade(engine)  # what `jet-sqla db upgrade` did before the move
-    [newest] = migrations.heads()
-    assert migrations.current(engine) == (newest,)
+    (head,) = migrations.heads()
+    assert migrations.current(engine) == (head,)
     project(tmp_path, engine)
     clash = alembic(tmp_path, 'upgrade', 'heads')
     assert clash.returncode != 0
     assert 'already exists' in clash.stdout + clash.stderr
     if engine.dialect.name != 'mysql':  # MariaDB's DDL is not transactional
         assert 'widgets' not in tables(engine)  # the failed run left nothing behind
-    stamped = alembic(tmp_path, 'stamp', newest)
+    stamped = alembic(tmp_path, 'stamp', head)
     assert stamped.returncode == 0, stamped.stderr
     upgraded = alembic(tmp_path, 'upgrade', 'heads')
     assert upgraded.returncode == 0, upgraded.stderr
-    assert versions(engine) == {'shop_0001', newest}
+    assert versions(engine) == {'shop_0001', head}
     assert schema_differences(engine, migrations_metadata()) == []
 
 

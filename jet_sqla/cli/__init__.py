@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import worker as _worker  # noqa: F401 - adds `jet-sqla worker` to main
 from .commands import main
 from .failures import EXIT_DATABASE, EXIT_SETUP, CommandFailed
 from .serving import SERVE_DEFAULTS, GunicornServer, ServeDefaults, serve_app

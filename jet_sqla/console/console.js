@@ -559,7 +559,8 @@
     try {
       if (!entry.record || entry.bulk) {
         try {
-          showSuccess(await send(entry.record ? { ids } : {}));
+          const res = await send(entry.record ? { ids } : {});
+          if (res && typeof res.job === 'string') showJob(res, entry.record && rec); else showSuccess(res);
         } catch (e) {
           showError(e, ctx);
         }
@@ -588,6 +589,7 @@
 
   // ---------- results ----------
   function resetResult() {
+    state.job = null;  // stops polling a background job shown before
     $('result').className = 'card result';
     $('result').replaceChildren(h('p', { class: 'muted' }, 'Results appear here after you run an action.'));
   }
@@ -595,6 +597,65 @@
     if (!state.token) return;
     $('result').className = `card result result-${kind}`;
     $('result').replaceChildren(h('h2', null, kind === 'ok' ? '✓ ' : kind === 'error' ? '✕ ' : '', title), ...body);
+  }
+  // ---------- background jobs: progress, failures, cancel ----------
+  const JOB_POLL_MS = 500;
+  const JOB_DONE = ['succeeded', 'failed', 'cancelled'];
+  function showJob(accepted, rec) {
+    const job = { id: accepted.job };
+    state.job = job;
+    const bar = h('progress', { max: String(Math.max(1, accepted.total)), value: '0', 'data-testid': 'job-progress', 'aria-label': 'Progress of the job' });
+    const status = h('span', { class: 'badge', 'data-testid': 'job-status' }, 'queued');
+    const counts = h('p', { 'data-testid': 'job-counts' }, `0 of ${accepted.total} done · 0 failed`);
+    const note = h('p', { class: 'small muted', 'data-testid': 'job-note' });
+    const errors = h('ul', { class: 'job-errors', 'data-testid': 'job-errors' });
+    const cancel = h('button', { type: 'button', class: 'btn', 'data-testid': 'job-cancel' }, 'Cancel');
+    showResult('busy', 'Running in the background', [
+      h('p', { class: 'meta' }, 'Job ', h('code', { 'data-testid': 'job-id' }, accepted.job), ' ', status,
+        h('span', { class: 'small muted' }, ` ${accepted.chunks} chunk${accepted.chunks === 1 ? '' : 's'}`)),
+      bar, counts, errors, note, h('div', { class: 'form-actions' }, cancel)]);
+    const update = (s) => {
+      bar.max = Math.max(1, s.total);
+      bar.value = s.done + s.failed;
+      status.textContent = s.status;
+      counts.textContent = `${s.done} of ${s.total} done · ${s.failed} failed`;
+      errors.replaceChildren(...(s.errors || []).map((e) => h('li', { class: 'fail' },
+        h('code', null, e.first_id === e.last_id ? String(e.first_id) : `${e.first_id}–${e.last_id}`), `: ${e.message}`)));
+      const finished = JOB_DONE.includes(s.status);
+      if (finished) {
+        cancel.disabled = true;
+        $('result').className = `card result result-${s.status === 'succeeded' ? 'ok' : 'error'}`;
+        const title = $('result').querySelector('h2');
+        if (title) title.textContent = s.status === 'succeeded' ? '✓ Job succeeded' : s.status === 'failed' ? '✕ Job finished with failures' : '✕ Job cancelled';
+      }
+      return finished;
+    };
+    const poll = async () => {
+      if (state.job !== job) return;
+      try {
+        const s = await call('get_job', { job: job.id });
+        if (state.job !== job) return;
+        note.textContent = '';
+        if (update(s)) {
+          if (rec && state.rec === rec) loadRecords(rec.offset);
+          return;
+        }
+      } catch (e) {
+        if (state.job !== job) return;
+        note.textContent = `Could not read the job: ${e.message}`;
+      }
+      setTimeout(poll, JOB_POLL_MS);
+    };
+    cancel.addEventListener('click', async () => {
+      cancel.disabled = true;
+      try {
+        update(await call('cancel_job', { job: job.id }));
+      } catch (e) {
+        note.textContent = `Could not cancel: ${e.message}`;
+        cancel.disabled = false;
+      }
+    });
+    poll();
   }
   function showSuccess(res) {
     showResult('ok', 'Action succeeded', [h('pre', { class: 'json' }, pretty(res))]);

@@ -49,11 +49,19 @@ def ship_orders(
             'packages': packages, 'express': express, 'note': note}
 
 
+def slow_touch(orders: list[Order], seconds: float = 1.0) -> None:
+    """A background action slow enough to cancel: one order per chunk, ``seconds`` each."""
+    import time
+
+    time.sleep(seconds)
+
+
 def create_app() -> Any:
-    """The shop's app, with ``ship_orders`` declared on its bridge."""
+    """The shop's app, with ``ship_orders`` and ``slow_touch`` declared on its bridge."""
     from jet_sqla.examples.shop import jet
 
     jet.bridge.action(model=Order, for_instance=True, bulk=True)(ship_orders)
+    jet.bridge.action(model=Order, for_instance=True, bulk=True, background=True, chunk_size=1)(slow_touch)
     return jet.app
 
 

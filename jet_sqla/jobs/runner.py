@@ -1,0 +1,175 @@
+"""What runs the chunks: a small thread pool in the serving process, or Celery workers.
+
+With no broker configured, :class:`EmbeddedRunner` runs chunks on threads of
+the process that accepted the job, and resumes every unfinished job when it
+starts in a new process (after a restart, or in each forked server worker).
+With a broker, :class:`CeleryRunner` publishes one task that fans the job out
+into one Celery task per chunk, on the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import DatabaseUnavailable
+from .store import JobStore
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+__all__ = ['CeleryRunner', 'EmbeddedRunner', 'Runner']
+
+log = logging.getLogger(__name__)
+
+#: Seconds before a chunk that could not reach the database is tried again, in embedded mode.
+EMBEDDED_RETRY_DELAY = 5.0
+
+RunChunk = Callable[[str, int], str]
+
+
+class Runner(Protocol):
+    def publish(self, receipt: Mapping[str, Any]) -> None: ...
+
+    def ensure_started(self) -> None: ...
+
+
+class EmbeddedRunner:
+    """Background chunks on a thread pool inside the serving process.
+
+    Args:
+        store: The job tables.
+        run_chunk: Runs one chunk by job id and number.
+        threads: Pool size: how many chunks run at once in this process.
+    """
+
+    def __init__(self, store: JobStore, run_chunk: RunChunk, threads: int = 2) -> None:
+        self.store = store
+        self.run_chunk = run_chunk
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._pending: set[tuple[str, int]] = set()
+
+    def ensure_started(self) -> None:
+        """Start the pool in this process, once, and resume the jobs a restart left unfinished."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # Threads started before a fork do not exist in the child: start this process's own.
+            # Daemon threads: a server stopping does not wait for a long job; an interrupted
+            # chunk is rolled back by the database and runs again when the job resumes.
+            self._queue = queue.SimpleQueue()
+            self._pending = set()
+            self._pid = os.getpid()
+            for number in range(self.threads):
+                threading.Thread(target=self._work, name=f'jet-sqla-job-{number}', daemon=True).start()
+            threading.Thread(target=self._resume, name='jet-sqla-job-resume', daemon=True).start()
+
+    def publish(self, receipt: Mapping[str, Any]) -> None:
+        self.ensure_started()
+        job_id = receipt['job']
+        for seq in range(receipt['chunks']):
+            self._submit(job_id, seq)
+        self.store.mark_published(job_id)
+
+    def _resume(self) -> None:
+        try:
+            unfinished = self.store.unfinished()
+        except Exception:
+            log.exception('could not look for unfinished background jobs; they resume on the next start')
+            return
+        if unfinished:
+            log.info('resuming %d unfinished background chunks', len(unfinished))
+        for job_id, seq in unfinished:
+            self._submit(job_id, seq)
+
+    def _submit(self, job_id: str, seq: int) -> None:
+        key = (job_id, seq)
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        self._queue.put(key)
+
+    def _work(self) -> None:
+        while True:
+            job_id, seq = self._queue.get()
+            self._run(job_id, seq)
+
+    def _run(self, job_id: str, seq: int) -> None:
+        retry = False
+        try:
+            self.run_chunk(job_id, seq)
+        except DatabaseUnavailable:
+            log.warning('chunk %d of job %s could not reach the database; trying again in %gs',
+                        seq, job_id, EMBEDDED_RETRY_DELAY)
+            retry = True
+        except Exception:
+            log.exception('chunk %d of job %s crashed outside its action', seq, job_id)
+        finally:
+            with self._lock:
+                self._pending.discard((job_id, seq))
+        if retry:
+            timer = threading.Timer(EMBEDDED_RETRY_DELAY, self._submit, (job_id, seq))
+            timer.daemon = True
+            timer.start()
+
+
+class CeleryRunner:
+    """Publishes jobs to Celery workers through a broker (Redis or RabbitMQ).
+
+    Args:
+        store: The job tables.
+        broker: The broker URL.
+        queue: The queue the chunks go to, and the workers read.
+        make_app: Builds the Celery app; called on first use only, so that
+            Celery is imported only when a broker is configured.
+    """
+
+    def __init__(self, store: JobStore, broker: str, queue: str, make_app: Callable[[], Celery]) -> None:
+        self.store = store
+        self.broker = broker
+        self.queue = queue
+        self._make_app = make_app
+        self._app: Celery | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._make_app()
+        return self._app
+
+    def ensure_started(self) -> None:
+        """Nothing to start: the workers run elsewhere."""
+
+    def publish(self, receipt: Mapping[str, Any]) -> None:
+        """One message for the whole job: a worker fans it out, so accepting stays quick at any size."""
+        from .celery_app import PUBLISH_JOB
+
+        self.app.send_task(PUBLISH_JOB, args=[receipt['job']], queue=self.queue)
+        self.store.mark_published(receipt['job'])
+
+    def publish_chunks(self, job_id: str) -> int:
+        """Publish one task per queued chunk of ``job_id``; returns how many."""
+        from .celery_app import RUN_CHUNK
+
+        seqs = self.store.queued_seqs(job_id)
+        task = self.app.tasks.get(RUN_CHUNK)
+        with self.app.producer_or_acquire() as producer:
+            for seq in seqs:
+                if task is not None:
+                    task.apply_async(args=[job_id, seq], queue=self.queue, producer=producer)
+                else:
+                    self.app.send_task(RUN_CHUNK, args=[job_id, seq], queue=self.queue, producer=producer)
+        return len(seqs)

@@ -1,0 +1,37 @@
+"""Helpers shared by the background-job tests: counters to increment, and waiting for a job."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .models import Counter
+
+FINISHED = ('succeeded', 'failed', 'cancelled')
+
+
+def add_counters(engine: sa.Engine, count: int) -> None:
+    with engine.begin() as connection:
+        for start in range(1, count + 1, 5000):
+            connection.execute(sa.insert(Counter), [{'id': i, 'value': 0}
+                                                    for i in range(start, min(start + 5000, count + 1))])
+
+
+def counter_values(engine: sa.Engine) -> dict[int, int]:
+    with Session(engine) as session:
+        return {counter.id: counter.value for counter in session.scalars(sa.select(Counter))}
+
+
+def wait_for_job(get_job: Any, job: str, *, until: tuple[str, ...] = FINISHED, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll ``get_job(job)`` (returning the decoded answer) until its status is one of ``until``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state: dict[str, Any] = get_job(job)
+        if state['status'] in until:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f'job {job} still {state["status"]} after {timeout}s: {state}')
+        time.sleep(0.05)
