@@ -22,6 +22,8 @@ from bench.report import Section
 
 BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all', 'jobs')
 DEFAULT_POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/postgres'
+DEFAULT_MARIADB_URL = 'mysql+pymysql://root@127.0.0.1:3306/mysql'
+BULK_DATABASES = ('postgresql', 'mariadb')
 
 
 def _sizes(text: str) -> list[int]:
@@ -33,6 +35,14 @@ def _names(text: str) -> list[str]:
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         raise argparse.ArgumentTypeError(f'unknown benchmark {", ".join(unknown)}; choose from {", ".join(BENCHMARKS)}')
+    return names
+
+
+def _databases(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(',') if part.strip()]
+    unknown = [name for name in names if name not in BULK_DATABASES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f'unknown database {", ".join(unknown)}; choose from {", ".join(BULK_DATABASES)}')
     return names
 
 
@@ -61,9 +71,17 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument('--slow-seconds', type=float, default=1.0, help='duration of each slow action (default 1)')
     http.add_argument('--starvation-connections', type=int, default=4,
                       help='wrk connections asking get_action_list while slow actions run (default 4)')
-    db = p.add_argument_group('PostgreSQL benchmarks (bulk, fk, select_all)')
+    db = p.add_argument_group('database benchmarks (bulk on PostgreSQL and MariaDB, fk and select_all on PostgreSQL)')
     db.add_argument('--postgres-url', default=os.environ.get('BENCH_POSTGRES_URL', DEFAULT_POSTGRES_URL),
                     help='a server where a private database bench_<pid> is created and dropped')
+    db.add_argument('--mariadb-url', default=os.environ.get('BENCH_MARIADB_URL', DEFAULT_MARIADB_URL),
+                    help='a MariaDB server where a private database bench_<pid> is created and dropped')
+    db.add_argument('--bulk-databases', type=_databases, default=list(BULK_DATABASES),
+                    help='databases of the bulk benchmark (default postgresql,mariadb)')
+    db.add_argument('--bulk-frozen-heap', action='store_true',
+                    help='gc.freeze() the process while timing bulk loads (default: a live heap, as a server has)')
+    db.add_argument('--bulk-rows', type=int, default=1_000_000,
+                    help='rows of the bulk table (default 1000000; at least twice the largest size)')
     db.add_argument('--bulk-sizes', type=_sizes, default=[1_000, 10_000, 100_000],
                     help='ids per bulk action (default 1000,10000,100000)')
     db.add_argument('--bulk-repeats', type=int, default=3,
@@ -140,11 +158,13 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if name in args.only:
                 started = time.monotonic()
                 done(name, benchmark(), started)
-    if {'bulk', 'fk', 'select_all', 'jobs'} & set(args.only):
+    if ('bulk' in args.only and 'postgresql' in args.bulk_databases) or {'fk', 'select_all', 'jobs'} & set(args.only):
         with private_database(args.postgres_url) as engine:
-            if 'bulk' in args.only:
+            if 'bulk' in args.only and 'postgresql' in args.bulk_databases:
                 started = time.monotonic()
-                done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats), started)
+                done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats, rows=args.bulk_rows,
+                                      frozen=args.bulk_frozen_heap),
+                     started)
             if 'fk' in args.only:
                 started = time.monotonic()
                 done('fk', fk_options.run(engine, args.fk_rows, rounds=args.fk_rounds, search=args.fk_search), started)
@@ -155,6 +175,11 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
                 started = time.monotonic()
                 done('jobs', jobs.run(engine, args.jobs_records[0], args.jobs_request_ids[0],
                                       broker=args.jobs_broker, chunk_size=args.jobs_chunk_size), started)
+    if 'bulk' in args.only and 'mariadb' in args.bulk_databases:
+        with private_database(args.mariadb_url) as engine:
+            started = time.monotonic()
+            done('bulk', bulk.run(engine, args.bulk_sizes, repeats=args.bulk_repeats, rows=args.bulk_rows,
+                                      frozen=args.bulk_frozen_heap), started)
     return sections
 
 

@@ -2,8 +2,10 @@
 
 jet_sqla answers ``get_field_options`` for a foreign-key column with one
 ``SELECT pk, label … ORDER BY pk LIMIT 50``. The hand-written baseline runs
-that same SELECT on a connection and fetches the rows; jet_sqla also opens a
-session, builds the options and encodes the JSON answer. Cases: the first
+that same SELECT on a connection and fetches the rows (in a transaction, as
+``engine.connect()`` does, and in autocommit mode, with no BEGIN and ROLLBACK
+around it); jet_sqla also builds the options and encodes the JSON answer. The
+target compares jet_sqla with the fastest hand-written variant of each round. Cases: the first
 page, a search ``q``, a deep page (``offset`` at 90 % of the table), and the
 same deep position reached by keyset paging (``after`` = the last key seen).
 """
@@ -25,7 +27,8 @@ from bench.report import Check, Section, frozen_heap, median, ms, paired_ratio
 from jet_sqla import Bridge
 from jet_sqla.auth import Identity
 
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.2
+HANDS = ('hand: connection.execute', 'hand: connection, autocommit', 'hand: session.execute')
 LIMIT = 50
 SEARCH = '777'
 MESSAGE = 'get_field_options'
@@ -107,7 +110,7 @@ def run(engine: sa.Engine, rows: int, *, rounds: int, search: str = SEARCH) -> S
     identity = Identity()
     result = Section(
         f'Foreign-key options over {rows:,} rows on PostgreSQL vs the hand-written SELECT … LIMIT {LIMIT}',
-        ['case', 'variant', 'median per call', '/ hand (connection)', 'PostgreSQL'],
+        ['case', 'variant', 'median per call', '/ best hand', 'PostgreSQL'],
     )
     per_case: dict[str, dict[str, float]] = {}
     with frozen_heap():
@@ -119,6 +122,11 @@ def run(engine: sa.Engine, rows: int, *, rounds: int, search: str = SEARCH) -> S
 
             def by_connection(statement: sa.Select[int, str] = statement) -> Any:
                 with engine.connect() as connection:
+                    return connection.execute(statement).all()
+
+            def by_autocommit(statement: sa.Select[int, str] = statement) -> Any:
+                with engine.connect() as connection:
+                    connection.execution_options(isolation_level='AUTOCOMMIT')
                     return connection.execute(statement).all()
 
             def by_session(statement: sa.Select[int, str] = statement) -> Any:
@@ -135,6 +143,7 @@ def run(engine: sa.Engine, rows: int, *, rounds: int, search: str = SEARCH) -> S
 
             variants: dict[str, Callable[[], Any]] = {
                 'hand: connection.execute': by_connection,
+                'hand: connection, autocommit': by_autocommit,
                 'hand: session.execute': by_session,
                 'jet_sqla: dispatcher': by_dispatcher,
                 'jet_sqla: HTTP (falcon.testing)': through_http,
@@ -150,13 +159,15 @@ def run(engine: sa.Engine, rows: int, *, rounds: int, search: str = SEARCH) -> S
                 for name in names[shift:] + names[:shift]:
                     times[name].append(_per_call(variants[name], calls))
             plan = explain(engine, statement)
-            hand = times['hand: connection.execute']
+            # The fastest hand-written variant over all rounds (a per-round minimum of several noisy
+            # variants would favour the baseline), then paired with jet_sqla round by round.
+            hand = times[min(HANDS, key=lambda name: median(times[name]))]
             for name in variants:
                 result.add(case, name, ms(median(times[name])), f'{paired_ratio(times[name], hand):.2f}x',
                            plan if name == 'hand: connection.execute' else '')
             per_case[case] = {name: median(values) for name, values in times.items()}
-            if 'offset' not in extra and 'after' not in extra:
-                result.checks.append(Check(f'{case}: jet_sqla dispatcher / hand', paired_ratio(
+            if 'offset' not in extra:
+                result.checks.append(Check(f'{case}: jet_sqla dispatcher / best hand', paired_ratio(
                     times['jet_sqla: dispatcher'], hand), '<=', TARGET_RATIO))
             result.raw[case] = times
     deep, keyset = list(per_case)[2:4]
@@ -166,5 +177,5 @@ def run(engine: sa.Engine, rows: int, *, rounds: int, search: str = SEARCH) -> S
         f'entry, while `after` starts the index scan at the key'
     )
     result.notes.append(f'{max(1, rounds)} alternating rounds per case, each timing a batch of calls; '
-                        'medians of per-round ratios')
+                        'medians of per-round ratios to the fastest hand-written variant of the round')
     return result

@@ -1,4 +1,4 @@
-"""A private PostgreSQL database for one benchmark run: ``bench_<pid>``, created, then dropped."""
+"""A private database for one benchmark run (PostgreSQL or MariaDB): ``bench_<pid>``, created, then dropped."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def private_database(server_url: str) -> Iterator[sa.Engine]:
     name = f'bench_{os.getpid()}'
     admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT', connect_args={'connect_timeout': 5})
     quoted = admin.dialect.identifier_preparer.quote(name)
+    force = ' WITH (FORCE)' if admin.dialect.name == 'postgresql' else ''
     try:
         with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted} WITH (FORCE)'))
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted}{force}'))
             connection.execute(sa.text(f'CREATE DATABASE {quoted}'))
         engine = sa.create_engine(sa.make_url(server_url).set(database=name))
         try:
@@ -29,6 +30,6 @@ def private_database(server_url: str) -> Iterator[sa.Engine]:
         finally:
             engine.dispose()
             with admin.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted} WITH (FORCE)'))
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS {quoted}{force}'))
     finally:
         admin.dispose()

@@ -13,9 +13,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from bench.payloads import MESSAGES_PATH
+from bench.payloads import BENCH_TOKEN, MESSAGES_PATH
 
 HOST = "127.0.0.1"
 
@@ -25,6 +25,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def group_processes(pgid: int) -> list[list[str]]:
+    """The /proc/<pid>/stat fields (after the command name) of every process in group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name (field 2) may hold spaces: split after its closing parenthesis
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid:  # pgrp
+            found.append(fields)
+    return found
 
 
 @dataclass
@@ -60,15 +74,7 @@ class ServerProcess:
         Throughput on a shared machine moves with everybody else's load; the CPU a
         server spends per request hardly does, so it is the steadier measure.
         """
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                # the command name (field 2) may hold spaces: split after its closing parenthesis
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # the process ended meanwhile
-            if int(fields[2]) == self.proc.pid:  # pgrp
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        ticks = sum(int(fields[11]) + int(fields[12]) for fields in group_processes(self.proc.pid))  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def _group_alive(self) -> bool:
@@ -242,4 +248,48 @@ def start_gunicorn(
         shutil.rmtree(ready_dir, ignore_errors=True)
         raise
     server.work_dir = ready_dir
+    return server
+
+
+def _group_size(server: ServerProcess) -> int:
+    """How many live (not zombie) processes are in the server's process group."""
+    return sum(1 for fields in group_processes(server.proc.pid) if fields[0] != "Z")
+
+
+def start_jet_sqla_serve(stack: Any, env: Optional[Mapping[str, str]] = None,
+                         startup_timeout: float = 60.0) -> ServerProcess:
+    """Serve the benchmark app with ``jet-sqla serve`` and its defaults (log format and level).
+
+    Only the worker class, workers and threads are set, to match the server it is compared with;
+    with ``stack.access_log``, ``--access-log`` too. Ready once the master and every worker run
+    and it answers HTTP.
+    """
+    port = free_port()
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-jet-sqla-serve-"))
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (stack.jet_sqla_path, repo_root, full_env.get("PYTHONPATH", "")) if p
+    )
+    full_env.update(env or {})
+    full_env["JET_SQLA_JSON"] = stack.json
+    full_env.setdefault("JET_SQLA_TOKEN", full_env.get("BENCH_TOKEN", BENCH_TOKEN))
+    argv = [
+        sys.executable, "-m", "jet_sqla.cli", "serve", "bench.jet_app:from_environment",
+        "--bind", "{}:{}".format(HOST, port),
+        "--workers", str(stack.workers),
+        "--threads", str(stack.threads),
+        "--worker-class", stack.worker_class,
+        *(["--access-log"] if stack.access_log else []),
+    ]
+    try:
+        server = start_server(
+            argv, port, work_dir / "serve.log", name="jet-sqla serve", env=full_env, cwd=work_dir,
+            startup_timeout=startup_timeout,
+            all_workers_ready=lambda started: _group_size(started) >= stack.workers + 1,
+        )
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    server.work_dir = work_dir
     return server

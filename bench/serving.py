@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.load import WrkResult, run_wrk
 from bench.payloads import request_body, request_headers
 from bench.report import median, paired_ratio
-from bench.servers import ServerProcess, start_gunicorn
+from bench.servers import ServerProcess, start_gunicorn, start_jet_sqla_serve
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: gunicorn's C parser is installed here, not in the project's virtualenv, so
@@ -53,6 +53,8 @@ class Stack:
     json: str = 'orjson'
     gc_freeze: bool = False
     jet_sqla_path: str | None = None
+    serve_command: bool = False
+    access_log: bool = False
 
     @property
     def label(self) -> str:
@@ -89,6 +91,8 @@ def start_app(app: str, stack: Stack, env: Mapping[str, str] | None = None) -> S
     Raises:
         RuntimeError: the C parser is asked for but cannot be installed, or the server does not start.
     """
+    if stack.serve_command:
+        return start_jet_sqla_serve(stack, env)
     extra_paths = [stack.jet_sqla_path] if stack.jet_sqla_path else []
     if stack.parser == 'fast':
         path = h1c_path()

@@ -122,11 +122,16 @@ class Authenticator:
         if jwt_credentials and self._jwt_key is not None:
             return self._verify_jwt(jwt_credentials[0])
         for scheme, value in credentials:
-            if scheme in _SHARED_SCHEMES:
+            if scheme in _SHARED_SCHEMES and self._tokens:
                 if self._matches_token(value):
                     return _ANONYMOUS
                 raise Unauthorized('Invalid token')
-        raise Unauthorized(f'Unsupported Authorization scheme {credentials[0][0][:20]!r}')
+        scheme = credentials[0][0]
+        # Say what this server does take: "unsupported" alone leaves the caller guessing.
+        expected = ' or '.join(([] if not self._tokens else ['"Bearer <token>"'])
+                               + ([] if self._jwt_key is None else ['"JWT <token>"']))
+        unconfigured = ' (this server has no JWT key configured)' if scheme == 'jwt' else ''
+        raise Unauthorized(f'Unsupported Authorization scheme {scheme[:20]!r}{unconfigured}; send {expected}')
 
     def _matches_token(self, credential: str) -> bool:
         given = credential.encode('utf-8', 'surrogatepass')

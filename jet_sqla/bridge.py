@@ -20,6 +20,7 @@ from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
+from .integrations.sqlmodel_sessions import session_class_for
 from .jobs import DEFAULT_QUEUE, Jobs
 from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
 from .options import MAX_SEARCH_LENGTH, FieldOptions
@@ -139,6 +140,11 @@ class Bridge:
         if engine is not None:
             # Actions are plain functions in a thread: an async engine is answered with a sync one.
             sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine  # type: ignore[assignment]
+            if not isinstance(sync_engine, sa.Engine):
+                # A URL here used to fail deep in SQLAlchemy ("No such event 'checkin'"). The URL is not
+                # echoed: it may hold a password.
+                raise TypeError(f'engine= takes an Engine (or an AsyncEngine), not a {type(engine).__name__}: '
+                                'pass sqlalchemy.create_engine(url)')
         elif session_factory is not None:
             sync_engine = database_of(session_factory)
         #: Flask-SQLAlchemy's extension when ``target`` is its ``db.Model``: the engine and db.session come from it.
@@ -199,7 +205,9 @@ class Bridge:
         for each in engines_of(engine, session_factory):
             database.install(each)
         self.sessions: Callable[[], Session] = (
-            session_factory if session_factory is not None else sessionmaker(engine, expire_on_commit=False)
+            session_factory if session_factory is not None
+            else sessionmaker(engine, expire_on_commit=False,
+                              class_=session_class_for(collection.model for collection in self.catalog))
         )
         self.audit = AuditLog(engine) if self._audit_wanted else None
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
 
-from .coerce import Coercer, coerce_int, coercer_for_python_type
+from . import loading
+from .coerce import INT_MAX, INT_MIN, Coercer, coerce_int, coercer_for_python_type
 from .errors import InvalidParams, NotFound, RecordsNotFound
 from .mapped import Target, registries_of
 
@@ -30,8 +32,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Ids are loaded with one ``SELECT … WHERE pk IN (…)`` per chunk of this many.
-CHUNK_SIZE = 500
+#: Ids per ``SELECT … WHERE pk IN (…)`` where no faster form is known (see :mod:`jet_sqla.loading`).
+CHUNK_SIZE = loading.DEFAULT_CHUNK
 
 #: Columns preferred as a record's display label, in this order.
 LABEL_COLUMN_NAMES = ('name', 'title', 'label', 'email', 'username')
@@ -192,6 +194,10 @@ class Collection:
         Raises:
             InvalidParams: naming every id that cannot be coerced.
         """
+        if self._coerce_pk is coerce_int:
+            fast = _digit_ids(raw_ids)
+            if fast is not None:
+                return fast
         coerced: dict[Any, None] = {}
         bad: list[str] = []
         for raw in raw_ids:
@@ -209,22 +215,34 @@ class Collection:
     ) -> Iterator[tuple[Any, Any]]:
         """Yield ``(pk, instance)`` for the coerced, unique ids that exist.
 
-        One ``SELECT … WHERE pk IN (…)`` per :data:`CHUNK_SIZE` ids. With
-        ``lock``, rows are read ``FOR UPDATE`` in primary-key order, chunk after
-        chunk, so two actions locking overlapping rows cannot deadlock.
+        In the database's fastest form (:mod:`jet_sqla.loading`): one
+        ``pk = ANY(:ids)`` on PostgreSQL, chunked ``IN (…)`` elsewhere. With
+        ``lock``, rows are read ``FOR UPDATE`` in primary-key order, so two
+        actions locking overlapping rows cannot deadlock.
         """
-        assert self.pk_attribute is not None, 'a composite primary key cannot be loaded by id'
-        pk = getattr(self.model, self.pk_attribute)
+        assert self.pk_attribute is not None and self.pk is not None, \
+            'a composite primary key cannot be loaded by id'
         if self._pk_bits is not None:
+            # An id past the key's type names no row, and PostgreSQL would refuse to bind it.
             dialect = session.get_bind(mapper=self.model).dialect.name
             ids = [value for value in ids if fits_integer_column(self._pk_bits, value, dialect)]
-        ordered = sorted(ids) if lock else list(ids)
-        for start in range(0, len(ordered), CHUNK_SIZE):
-            statement = sa.select(self.model).where(pk.in_(ordered[start : start + CHUNK_SIZE]))
-            if lock:
-                statement = statement.order_by(pk).with_for_update()
-            for instance in session.scalars(statement):
-                yield getattr(instance, self.pk_attribute), instance
+        return loading.iter_by_pk(session, self.model, self.pk_attribute, self.pk, ids, lock=lock)
+
+
+def _digit_ids(raw_ids: Iterable[Any]) -> list[int] | None:
+    """PERF: integer ids sent as ints or plain ASCII digits, coerced in one pass; ``None`` if any is not.
+
+    Whatever this refuses goes through the full coercer, which explains the problem.
+    """
+    values = raw_ids if isinstance(raw_ids, (list, tuple)) else list(raw_ids)
+    if all(type(raw) is int for raw in values):
+        if values and not (INT_MIN <= min(values) and max(values) <= INT_MAX):
+            return None
+        return list(dict.fromkeys(values))
+    # Up to 18 digits is always within the signed 64-bit range.
+    if all(type(raw) is str and len(raw) <= 18 and raw.isascii() and raw.isdigit() for raw in values):
+        return list(dict.fromkeys(map(int, values)))
+    return None
 
 
 def integer_range(column_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | None:
@@ -402,19 +420,32 @@ class Catalog:
             RecordsNotFound: the first collection with missing ids, listing them all.
         """
         # Keyed by name and class: a single-table subclass loads only its own rows of the shared table.
-        wanted: dict[tuple[str, str], tuple[Collection, dict[Any, None]]] = {}
-        for collection, ids in requests:
-            entry = wanted.setdefault(_load_key(collection), (collection, {}))
-            entry[1].update(dict.fromkeys(ids))
-        loaded: dict[tuple[str, str], dict[Any, Any]] = {}
-        for key in sorted(wanted):
-            collection, merged_ids = wanted[key]
-            loaded[key] = dict(collection.iter_loaded(session, list(merged_ids), lock=lock))
-        for collection, ids in requests:
-            missing = [value for value in ids if value not in loaded[_load_key(collection)]]
-            if missing:
-                raise RecordsNotFound(collection.name, missing)
-        return [[loaded[_load_key(collection)][value] for value in ids] for collection, ids in requests]
+        wanted: dict[tuple[str, str], tuple[Collection, Sequence[Any]]] = {}
+        if len(requests) == 1:
+            # PERF: the common case, one id list (unique once coerced): no merged copy of it.
+            wanted[_load_key(requests[0][0])] = requests[0]
+        else:
+            merged: dict[tuple[str, str], tuple[Collection, dict[Any, None]]] = {}
+            for collection, ids in requests:
+                entry = merged.setdefault(_load_key(collection), (collection, {}))
+                entry[1].update(dict.fromkeys(ids))
+            wanted = {key: (collection, list(keys)) for key, (collection, keys) in merged.items()}
+        total = sum(len(ids) for _, ids in wanted.values())
+        # PERF: see loading.paused_gc for why a large load runs without the cyclic collector.
+        with loading.paused_gc() if total >= loading.GC_PAUSE_MIN_IDS else nullcontext():
+            loaded: dict[tuple[str, str], dict[Any, Any]] = {}
+            for key in sorted(wanted):
+                collection, merged_ids = wanted[key]
+                loaded[key] = dict(collection.iter_loaded(session, merged_ids, lock=lock))
+            results: list[list[Any]] = []
+            for collection, ids in requests:
+                found = loaded[_load_key(collection)]
+                # PERF: one pass; the missing ids are only worked out when some are.
+                instances = list(map(found.get, ids))
+                if None in instances:
+                    raise RecordsNotFound(collection.name, [value for value in ids if value not in found])
+                results.append(instances)
+        return results
 
 
 def _load_key(collection: Collection) -> tuple[str, str]:

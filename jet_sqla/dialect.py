@@ -45,6 +45,8 @@ def read_execute_params(params: Mapping[str, Any], form: Mapping[str, Any]) -> t
             (reported under ``ids``), or an ``inverseIds`` that is not a boolean.
     """
     merged = dict(form)
+    _check_id_and_ids(params, 'beside the form')
+    _check_id_and_ids(form, 'in the form')
     beside = _given_ids(params)
     if beside is not None:
         inside = _given_ids(form)
@@ -80,6 +82,14 @@ def _boolean(key: str, value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in _FALSE:
         return False
     raise InvalidParams({key: f'expected true or false, got {str(value)[:50]!r}'})
+
+
+def _check_id_and_ids(source: Mapping[str, Any], where: str) -> None:
+    # Both keys in one place would otherwise be read as "ids", and the "id" silently dropped.
+    given = {key: source.get(key) for key in ID_KEYS if source.get(key) not in (None, '')}
+    if len(given) == 2 and _id_set(given['ids']) != _id_set(given['id']):
+        raise InvalidParams({'ids': f'"id" ({_shown(given["id"])}) and "ids" ({_shown(given["ids"])}) {where} '
+                                    'differ; send one of them'})
 
 
 def _given_ids(source: Mapping[str, Any]) -> tuple[str, Any] | None:

@@ -96,7 +96,12 @@ class _FrameworkError(JetError):
 
     def __init__(self, error: falcon.HTTPError, req: falcon.Request) -> None:
         phrase = problems.status_phrase(error.status_code)
-        super().__init__(error.description or f'{phrase}: {req.method} {req.path[:200]}')
+        # The path the client asked for: under a Flask or Starlette mount, req.path lacks the prefix.
+        message = f'{phrase}: {req.method} {(req.root_path + req.path)[:200]}'
+        allowed = (error.headers or {}).get('Allow') if isinstance(error.headers, dict) else None
+        if allowed:
+            message += f'; this path answers {allowed}'
+        super().__init__(error.description or message)
         self.status = error.status_code
         self.code = problems.code_for_status(error.status_code)
 

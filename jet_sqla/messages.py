@@ -40,6 +40,7 @@ from .errors import (
 )
 from .fields import field_for_column_type
 from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
+from .reads import read_connection
 
 __all__ = [
     'CANCEL_JOB',
@@ -254,7 +255,11 @@ class Dispatcher:
             handler = self.handlers.get_handler(EXECUTE_ACTION)
             if handler is not None:
                 return _encode_handler_result(handler(EXECUTE_ACTION, params), default=b'{"result":true}')
-            raise NotFound(f'Unknown action {str(name)[:100]!r}')
+            if not isinstance(name, str) or not name:
+                # Not an unknown action called "None": the request forgot to say which one.
+                raise MessageError('execute_action needs "name" in its params: the action to run '
+                                   '(get_action_list lists them)', code='missing_name')
+            raise NotFound(f'Unknown action {name[:100]!r}')
         form, inverse = read_execute_params(params, _decode_params(params.get('params'), 'params.params'))
         key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
@@ -283,7 +288,9 @@ class Dispatcher:
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
-            with self.engine.connect() as connection:
+            # Nor a transaction: see reads.py, which also says how a statement timeout fits such reads
+            # (per pooled connection, not SET LOCAL, which needs a transaction).
+            with read_connection(self.engine) as connection:
                 database.limit_reads(connection, self.read_timeout)
                 options = source.options(connection, query)
         else:
@@ -320,6 +327,11 @@ class Dispatcher:
             if form_field is None and self.handlers.get_handler(GET_FIELD_OPTIONS) is None:
                 raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
             return form_field.options if form_field is not None else None
+        model = params.get('model')
+        if model is None or (model == '' and self.handlers.get_handler(GET_FIELD_OPTIONS) is None):
+            # Neither said: name both ways of asking, not only the collection. ("" is a string, as the
+            # document says: with a handler-style options function, it reaches the handler.)
+            raise InvalidParams({'model': 'expected a collection name (or "action": an action\'s name)'})
         collection = self._collection(params.get('model'), allow_handler=True)
         return self.field_options.for_column(collection, field) if collection is not None else None
 

@@ -46,7 +46,9 @@ def isolated_process_state() -> Iterator[None]:
         del os.environ[key]
     loggers = [logging.getLogger(), logging.getLogger('gunicorn.error'), logging.getLogger('gunicorn.access')]
     saved_loggers = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    saved_flags = (logging._srcfile, logging.logThreads, logging.logMultiprocessing)
     yield
+    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved_flags
     os.environ.clear()
     os.environ.update(saved_environment)
     for logger, handlers, level, propagate in saved_loggers:
@@ -226,6 +228,29 @@ class TestActionsCommand:
         assert all((line in lines) is (dialect != 'sqlite') for line in enums), result.stdout
 
 
+    def test_points_out_a_large_table_without_a_trigram_index_on_its_label(self, tmp_path: Path) -> None:
+        url = database_url('postgresql', tmp_path)
+        engine = fresh_engine(url)
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO users (id, name, tier, status) SELECT g, 'user ' || g, "
+                                       "'BRONZE', 'done' FROM generate_series(1, 100000) AS g"))
+            connection.execute(sa.text('ANALYZE users'))
+        lines = invoke('actions', url).stdout.splitlines()
+        statement = ('CREATE EXTENSION IF NOT EXISTS pg_trgm; '
+                     'CREATE INDEX CONCURRENTLY users_name_trgm ON users USING gin (name gin_trgm_ops);')
+        hint = [line for line in lines if line.startswith('  users: about ')]  # the planner's estimate of 100,000
+        assert len(hint) == 1 and hint[0].endswith(' rows and no trigram index on name, so q searches of its '
+                                                   'options read the table. Create one:'), lines
+        assert f'      {statement}' in lines
+        assert not any(line.startswith(('  tags:', '  documents:')) for line in lines)  # small tables
+        with engine.connect().execution_options(isolation_level='AUTOCOMMIT') as connection:
+            for part in statement.split('; '):
+                connection.execute(sa.text(part))
+        again = invoke('actions', url).stdout
+        assert 'Search indexes' not in again and 'trigram' not in again
+        engine.dispose()
+
+
 #: The newest revision of jet_sqla's own tables, as the scripts shipped with it say.
 NEWEST = migrations.heads()[0]
 #: The revision before it, where one step down leads.
@@ -279,7 +304,7 @@ class TestServeProcess:
             session.add(User(id=1, name='Ada'))
         wrong = 'wrong-token-5c1f'
         args = ['serve', 'tests.apps.cli_apps:plain', '--bind', '127.0.0.1:0', '--workers', '2', '--threads', '2',
-                '--token', TOKEN, '--log-format', 'json']
+                '--token', TOKEN, '--log-format', 'json', '--access-log']
         with serving(args, log_path=tmp_path / 'server.log', token=TOKEN, env={'JET_SQLA_DATABASE_URL': url}) as server:
             assert server.request('GET', '/api/health') == (200, {'status': 'ok'})
             status, body = server.message('get_action_list', token=wrong)
@@ -300,6 +325,26 @@ class TestServeProcess:
         assert {(r['method'], r['path'], r['status']) for r in requests} >= {('POST', '/api/messages/', 401),
                                                                               ('GET', '/api/health', 200)}
         assert TOKEN not in text and wrong not in text
+        engine.dispose()
+
+    def test_by_default_logs_every_action_run_and_failure_but_no_access_line(self, tmp_path: Path) -> None:
+        url = sqlite_url(tmp_path)
+        engine = fresh_engine(url)
+        with Session(engine) as session, session.begin():
+            session.add(User(id=1, name='Ada'))
+        args = ['serve', 'tests.apps.cli_apps:plain', '--bind', '127.0.0.1:0', '--workers', '1', '--threads', '2',
+                '--token', TOKEN, '--log-format', 'json']
+        with serving(args, log_path=tmp_path / 'server.log', token=TOKEN, env={'JET_SQLA_DATABASE_URL': url}) as server:
+            assert server.message('get_action_list')[0] == 200
+            assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}})[0] == 200
+            assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}})[0] == 400
+            assert server.message('get_action_list', token='wrong-token-5c1f')[0] == 401
+            time.sleep(0.3)
+            records = log_lines(server.log())
+        assert [r['outcome'] for r in records if r['msg'] == 'action ran'] == ['success']
+        assert [r['code'] for r in records if r['msg'] == 'action failed'] == ['action_error']
+        assert any(r['msg'].startswith('Booting worker') for r in records)  # gunicorn's own lines still come
+        assert [r for r in records if r['logger'] == 'gunicorn.access'] == []
         engine.dispose()
 
     def test_every_option_from_the_environment(self, tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ def app(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[flask.Flask]:
     app = library.create_app({
         'SQLALCHEMY_DATABASE_URI': main_url,
         'SQLALCHEMY_BINDS': {'archive': f'sqlite:///{tmp_path / "archive.db"}'},
+        'LIBRARY_SEED': False,  # the rows below, with known ids, instead of the example's stock
     })
     with app.app_context():
         # No explicit ids: PostgreSQL's sequences then agree with the rows (ids 1, 2, 3 on fresh tables).

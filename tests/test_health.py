@@ -185,6 +185,16 @@ class TestFormatters:
         with pytest.raises(ValueError, match='kv, json'):
             logs.logging_config('xml')
 
+    def test_access_lines_are_off_by_default_and_follow_the_level_when_on(self) -> None:
+        def access_level(**kwargs: Any) -> int:
+            name = logs.logging_config('kv', **kwargs)['loggers']['gunicorn.access']['level']
+            return int(logging.getLevelName(name))
+
+        assert access_level(level='info') > logging.INFO  # off: gunicorn writes them at info
+        assert access_level(level='debug') > logging.INFO
+        assert access_level(level='info', access_log=True) == logging.INFO
+        assert access_level(level='warning', access_log=True) == logging.WARNING  # --log-level warning hides them
+
     def test_configure_routes_gunicorn_through_the_same_handler(self, tmp_path: Path) -> None:
         config = logs.logging_config('json', 'warning')
         assert config['root']['level'] == 'WARNING'

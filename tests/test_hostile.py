@@ -332,7 +332,7 @@ def test_an_empty_model_is_accepted_where_a_string_is(make_bridge: Callable[...,
     # A handler-style options function answers what the declared ones do not, "" included.
     bridge.messages.add_handler('get_field_options', lambda params: [{'value': 'v', 'name': params['field']}])
     result = client.message('get_field_options', {'model': '', 'field': 'anything'})
-    assert result.json == [{'value': 'v', 'name': 'anything'}]
+    assert result.json == [{'value': 'v', 'name': 'anything'}], result.json
     # Without one, a collection is needed: a 400 that says so, not a 5xx.
     bridge.messages.clear()
     assert_error(client.message('get_field_options', {'model': '', 'field': 'anything'}), 400, 'invalid_params')

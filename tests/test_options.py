@@ -86,6 +86,13 @@ class TestForeignKeys:
         assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='%')] == ['100% cotton']
         assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='r_s')] == ['under_score']
 
+    def test_q_escape_characters_are_literal(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['a/b', 'a//b', 'a\\b', 'a/%b', 'ab'])
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='a/b')] == ['a/b']
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='//')] == ['a//b']
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='\\')] == ['a\\b']
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id', q='/%')] == ['a/%b']
+
     def test_limit_and_offset_page_in_key_order(self, client: Client, engine: sa.Engine) -> None:
         add_users(engine, [f'user {i:03}' for i in range(1, 121)])
         assert len(options(client, 'accounts', 'owner_id')) == 50  # the default limit

@@ -597,8 +597,14 @@ def _kwargs_named(name: str) -> Any:
 
 
 def _in_values(parameters: Any) -> list[Any]:
-    """The bound values of a statement, in order, whatever the driver's parameter style."""
-    return list(parameters.values()) if isinstance(parameters, dict) else list(parameters)
+    """The bound values of a statement, in order, whatever the driver's parameter style.
+
+    PostgreSQL gets the ids as one array parameter (``pk = ANY(:ids)``): its elements are the values.
+    """
+    values = list(parameters.values()) if isinstance(parameters, dict) else list(parameters)
+    if len(values) == 1 and isinstance(values[0], (list, tuple)):
+        return list(values[0])
+    return values
 
 
 class TestForeignKeysLoadedAndLocked:

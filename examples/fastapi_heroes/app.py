@@ -6,6 +6,9 @@ Run it with::
     export JET_SQLA_TOKEN=s3cret
     uvicorn --factory jet_sqla.examples.fastapi_heroes.app:create_app
 
+An empty database is stocked with two teams and a few heroes (``seed=False``
+leaves it empty), so every action has something to run on.
+
 jet_sqla's actions are plain ``def`` functions: they run in a worker thread on
 a sync engine, so the event loop is never blocked by them.
 """
@@ -44,10 +47,12 @@ class Hero(SQLModel, table=True):
     retired: bool = False
 
 
-def create_app(database_url: str | None = None, token: str | None = None) -> FastAPI:
+def create_app(database_url: str | None = None, token: str | None = None, seed: bool = True) -> FastAPI:
     """The FastAPI app, with its own routes and jet_sqla under /api."""
     engine = sa.create_engine(database_url or os.environ.get('HEROES_DATABASE_URL', 'sqlite:///heroes.db'))
     SQLModel.metadata.create_all(engine, tables=[Team.__table__, Hero.__table__])  # type: ignore[attr-defined]
+    if seed:
+        stock(engine)
     app = FastAPI()
 
     def session() -> Iterator[Session]:
@@ -81,3 +86,19 @@ def create_app(database_url: str | None = None, token: str | None = None) -> Fas
     bridge.mount(app)  # /api/messages/ next to /heroes, in one process
     app.state.bridge = bridge
     return app
+
+
+def stock(engine: sa.Engine) -> None:
+    """Fill an empty database, so that a first run has heroes to retire and teams to pick."""
+    with Session(engine) as db:
+        if db.exec(select(Team.id).limit(1)).first() is not None:
+            return
+        avengers, defenders = Team(name='Avengers'), Team(name='Defenders')
+        db.add_all([avengers, defenders])
+        db.flush()
+        db.add_all([
+            Hero(name='Thor', power=Power.STRENGTH, team_id=avengers.id),
+            Hero(name='Falcon', power=Power.FLIGHT, team_id=avengers.id),
+            Hero(name='Luke Cage', power=Power.STRENGTH, team_id=defenders.id),
+        ])
+        db.commit()

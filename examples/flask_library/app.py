@@ -8,6 +8,9 @@ factory; the app itself comes from :func:`create_app`. Run it with::
     flask --app 'jet_sqla.examples.flask_library.app:create_app()' run
     # or, under gunicorn: jet-sqla serve 'jet_sqla.examples.flask_library.app:create_app()'
 
+An empty library is stocked with a few authors and books (``LIBRARY_SEED=False``
+in the config leaves it empty), so every action has something to run on.
+
 Actions run inside the Flask app context, and their session *is* ``db.session``.
 """
 
@@ -108,6 +111,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SQLALCHEMY_BINDS={'archive': os.environ.get('LIBRARY_ARCHIVE_URL',
                                                     f'sqlite:///{Path.cwd() / "library-archive.db"}')},
         LIBRARY_NAME='City library',
+        LIBRARY_SEED=True,
     )
     app.config.update(config or {})
     db.init_app(app)
@@ -119,4 +123,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     with app.app_context():
         db.create_all()
+        if app.config['LIBRARY_SEED']:
+            seed()
     return app
+
+
+def seed() -> None:
+    """Stock an empty library, so that a first run has books to lend and authors to pick."""
+    if db.session.scalar(sa.select(Author.id).limit(1)) is not None:
+        return
+    woolf, borges, calvino = Author(name='Virginia Woolf'), Author(name='Jorge Luis Borges'), Author(name='Italo Calvino')
+    db.session.add_all([woolf, borges, calvino])
+    db.session.flush()
+    db.session.add_all([
+        Book(title='Orlando', author_id=woolf.id),
+        Book(title="A Room of One's Own", author_id=woolf.id, genre=Genre.ESSAY),
+        Book(title='Ficciones', author_id=borges.id),
+        Book(title='Invisible Cities', author_id=calvino.id),
+    ])
+    db.session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -11,12 +12,22 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from ..bridge import Bridge
 from .failures import CommandFailed
 from .targets import Loaded, check_databases
+from .wire_errors import install as refuse_in_json
 
-__all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'check_bind', 'raise_open_files_limit', 'serve_app']
+__all__ = [
+    'SERVE_DEFAULTS',
+    'GunicornServer',
+    'ServeDefaults',
+    'ServeLogger',
+    'check_bind',
+    'raise_open_files_limit',
+    'serve_app',
+]
 
 
 def _cores() -> int:
@@ -85,7 +96,26 @@ def check_bind(bind: str) -> None:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn itself binds
                 probe.bind((host, int(port)))
         except OSError as error:
-            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}') from None
+            raise CommandFailed(f'cannot listen on {address}: {error.strerror or error}; '
+                                'choose another address with --bind HOST:PORT') from None
+
+
+class ServeLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's logger, which builds an access record only when one will be written.
+
+    Given a ``logconfig_dict``, gunicorn builds every request's access atoms
+    (headers, times, sizes) before the ``gunicorn.access`` logger's level is
+    consulted. Here the level is consulted once, after each setup, and a request
+    costs nothing when access lines are off (``--access-log`` turns them on).
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self._writes_access = logging.getLogger('gunicorn.access').isEnabledFor(logging.INFO)
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if getattr(self, '_writes_access', True):
+            super().access(resp, req, environ, request_time)
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -160,6 +190,8 @@ def serve_app(loaded: Loaded, *, bind: str, workers: int, threads: int, worker_c
         'worker_class': worker_class,
         'preload_app': True,
         'logconfig_dict': log_config,
+        'logger_class': ServeLogger,
         'proc_name': 'jet-sqla',
     }
+    refuse_in_json()  # gunicorn's own 4xx pages (a header too long…) are HTML otherwise
     GunicornServer(loaded.app, settings, engines).run()

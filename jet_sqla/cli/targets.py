@@ -63,16 +63,19 @@ def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
     if is_database_url(target):
         return _reflect(target, insecure=insecure, build_app=build_app, schemas=schemas)
     module, attribute, value = _import_target(target)
+    factory = False
     if (callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type)
             and framework_of(value) is None and not _is_asgi(value)):
         value = guarded(f'calling {target}', value)
+        factory = True
     if framework_of(value) == 'flask':
         # A WSGI app of its own (bridge.init_app(app) joined it): served as it is.
         return Loaded(value, _bridges_behind(module), target)
     if framework_of(value) in ('starlette', 'falcon-asgi') or _is_asgi(value):
         raise CommandFailed(
             f'{target} is an ASGI app, which gunicorn\'s WSGI workers cannot serve; '
-            f'run it with uvicorn instead: uvicorn {module.__name__}:{attribute}'
+            # A factory needs uvicorn's --factory: without it uvicorn warns, or serves the function itself.
+            f'run it with uvicorn instead: uvicorn {"--factory " if factory else ""}{module.__name__}:{attribute}'
         )
     if isinstance(value, Bridge):
         app = guarded(f'loading {target}', value.wsgi_app) if build_app else None

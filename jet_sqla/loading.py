@@ -1,0 +1,152 @@
+"""Loading many rows by primary key, in the form each database runs fastest.
+
+- PostgreSQL: one ``pk = ANY(:ids)`` per request, the ids bound as a single
+  array parameter. SQLAlchemy renders one placeholder instead of one per id,
+  psycopg sends one query text (which its prepared-statement cache keeps), and
+  there is one round trip instead of one per chunk.
+- MariaDB/MySQL and SQLite (and any other database): ``pk IN (…)`` in chunks of
+  :func:`chunk_size` bound parameters, sized to what the server parses fastest
+  and well within every server's parameter limit.
+
+With ``lock``, rows are read ``FOR UPDATE`` in primary-key order (the ids
+sorted, each statement ``ORDER BY pk``), so two runs locking overlapping rows
+take their locks in the same order and cannot deadlock each other.
+
+Large loads run with the cyclic garbage collector paused (:func:`paused_gc`):
+see its docstring for why that is safe and what it costs other threads.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+__all__ = ['GC_PAUSE_MIN_IDS', 'chunk_size', 'iter_by_pk', 'paused_gc', 'statement_form']
+
+#: Ids per ``IN (…)`` statement on MariaDB/MySQL. Lists of 500 to 10,000 ids loaded
+#: 10,000 rows in the same time within the noise (BENCHMARKS.md, "IN list size"), but
+#: the driver buffers each statement's whole result, so longer lists hold more rows at
+#: once: 1,000 keeps the peak memory near a hand-written load's, in 10 statements for
+#: 10,000 ids.
+MYSQL_CHUNK = 1_000
+#: Ids per statement on SQLite: under 32,766, the bound-parameter limit of SQLite
+#: 3.32 and later; older versions allow 999.
+SQLITE_CHUNK = 5_000
+SQLITE_OLD_CHUNK = 500
+#: Any other database: the conservative size jet_sqla has always used.
+DEFAULT_CHUNK = 500
+
+#: Loads of at least this many ids run with the cyclic collector paused.
+GC_PAUSE_MIN_IDS = 1_000
+
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block, and resume it after, even on error.
+
+    Why: building N ORM instances allocates several container objects per row,
+    and every 700 net allocations start a collection; the older generations are
+    collected again and again over the ever larger set of live instances. At
+    10,000 to 100,000 rows that was about 40 % of the load's wall time (7 full
+    collections for 100,000 rows), and none of it frees anything: every new
+    object is referenced from the session's identity map until the load ends.
+
+    Why it is safe: only the *cyclic* collector pauses; reference counting
+    still frees everything that is not in a cycle, in this thread and all
+    others. The pause lasts one load and is undone in ``finally``. Nested and
+    concurrent pauses are counted: the collector comes back when the last one
+    ends, and only if it was enabled when the first one began (an application
+    that turned it off itself keeps it off).
+
+    What it costs other threads: the collector is process-wide, so while a
+    load runs, cycles that other threads drop are not collected; they are
+    collected by the first collection after the pause (the allocation counters
+    keep running, so that comes soon). Their memory can grow by the cyclic
+    garbage they make during the load; nothing else changes for them.
+    """
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume:
+                gc.enable()
+
+
+def statement_form(dialect: sa.Dialect) -> str:
+    """``'any'`` (one array parameter) or ``'in'`` (chunked ``IN`` lists) for this database."""
+    return 'any' if dialect.name == 'postgresql' else 'in'
+
+
+def chunk_size(dialect: sa.Dialect) -> int:
+    """Ids per ``IN (…)`` statement on this database."""
+    if dialect.name in ('mysql', 'mariadb'):
+        return MYSQL_CHUNK
+    if dialect.name == 'sqlite':
+        version = getattr(dialect, 'dbapi', None)
+        sqlite_version = getattr(version, 'sqlite_version_info', (0,)) if version is not None else (0,)
+        return SQLITE_CHUNK if tuple(sqlite_version) >= (3, 32) else SQLITE_OLD_CHUNK
+    return DEFAULT_CHUNK
+
+
+def iter_by_pk(
+    session: Session, model: type[Any], pk_attribute: str, pk: sa.Column[Any], ids: Sequence[Any],
+    *, lock: bool = False,
+) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(pk, instance)`` for the rows of ``model`` whose key is in ``ids`` (unique, coerced)."""
+    if not ids:
+        return
+    ordered = sorted(ids) if lock else ids
+    dialect = session.get_bind(mapper=sa.inspect(model)).dialect
+    form = statement_form(dialect)
+    statement = _statement(model, pk_attribute, pk, form, lock)
+    if form == 'any':
+        # One bound parameter, whatever the number of ids.
+        batches: Iterable[Sequence[Any]] = [ordered if isinstance(ordered, list) else list(ordered)]
+    else:
+        size = chunk_size(dialect)
+        batches = (ordered[start:start + size] for start in range(0, len(ordered), size))
+    for batch in batches:
+        for instance in session.scalars(statement, {'jet_sqla_ids': batch}):
+            yield getattr(instance, pk_attribute), instance
+
+
+_statements: dict[tuple[type[Any], str, str, bool], sa.Select[Any]] = {}
+
+
+def _statement(model: type[Any], pk_attribute: str, pk: sa.Column[Any], form: str, lock: bool) -> sa.Select[Any]:
+    """PERF: each model's statement is built once (per form and lock); a load only binds its ids."""
+    key = (model, pk_attribute, form, lock)
+    statement = _statements.get(key)
+    if statement is None:
+        statement = _statements[key] = _build_statement(model, pk_attribute, pk, form, lock)
+    return statement
+
+
+def _build_statement(model: type[Any], pk_attribute: str, pk: sa.Column[Any], form: str, lock: bool) -> sa.Select[Any]:
+    attribute = getattr(model, pk_attribute)
+    if form == 'any':
+        condition = attribute == sa.any_(sa.bindparam('jet_sqla_ids', type_=postgresql.ARRAY(pk.type)))
+    else:
+        condition = attribute.in_(sa.bindparam('jet_sqla_ids', expanding=True))
+    statement = sa.select(model).where(condition)
+    if lock:
+        statement = statement.order_by(attribute).with_for_update()
+    return statement
