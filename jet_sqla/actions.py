@@ -27,6 +27,7 @@ from .errors import (
     Conflict,
     DatabaseUnavailable,
     Forbidden,
+    IdempotencyNeedsAudit,
     InternalError,
     InvalidParams,
     JetError,
@@ -38,6 +39,7 @@ from .errors import (
     ServerBusy,
     StatementTimeout,
     TooLarge,
+    ValueRefused,
 )
 from .forms import missing_references
 from .permissions import JetPermissions
@@ -208,7 +210,7 @@ class Executor:
             values = action.form.validate(request.params)
             if request.idempotency_key is not None:
                 if self.audit is None:
-                    raise MessageError('Idempotency keys need the bridge to be built with audit=True')
+                    raise IdempotencyNeedsAudit()
                 hashed = {**request.params, 'inverseIds': True} if request.inverse else request.params
                 entry.request_hash = fingerprint(action.name, entry.collection, ids, hashed)
             body = self._run_with_retries(request, collection, ids, values, entry)
@@ -554,8 +556,10 @@ def _as_jet_error(error: BaseException, action: str) -> JetError:
     if isinstance(error, exc.DataError):
         # A value the database cannot store (too long, out of range): almost always the operator's input.
         log.warning('action %r wrote a value the database refused: %s', action, error.orig)
-        return MessageError(f'{action!r} tried to store a value the database refuses (too long, out of range '
-                            'or malformed); it was rolled back', code='value_refused')
+        column = database.refused_column(error)
+        where = f' in column {column}' if column else ''
+        return ValueRefused(f'{action!r} tried to store a value the database refuses{where} (too long, out of '
+                            'range or malformed); it was rolled back', column)
     if database.is_unavailable(error):
         log.error('database unavailable while running %r: %s', action, type(error).__name__)
         return DatabaseUnavailable('The database is unavailable; nothing was changed, try again later')

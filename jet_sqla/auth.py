@@ -90,8 +90,8 @@ class Authenticator:
         self.insecure = insecure and not self._tokens and jwt_public_key is None
         if not (self._tokens or jwt_public_key is not None or insecure):
             raise ValueError(
-                'no authentication is configured: pass token= (or set JET_SQLA_TOKEN), '
-                'or jwt_public_key= and project=; insecure=True runs without any'
+                'no authentication is configured: pass token= (or set JET_SQLA_TOKEN, or give '
+                'jet-sqla serve --token), or jwt_public_key= and project=; insecure=True runs without any'
             )
 
     @property

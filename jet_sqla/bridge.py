@@ -46,12 +46,10 @@ F = TypeVar('F', bound=Callable[..., Any])
 #: ``mount`` returns the very app it was given: a falcon.App, a Flask app, a Starlette or FastAPI app.
 AppT = TypeVar('AppT')
 
+#: One line, so that it reads the same as key=value or as JSON: a multi-line box came out as one escaped string.
 INSECURE_WARNING = (
-    '\n' + '!' * 72 + '\n'
-    '!!  jet_sqla is running with insecure=True: NO AUTHENTICATION.\n'
-    '!!  Anyone who can reach this server can run every action.\n'
-    '!!  Set a token (token= or JET_SQLA_TOKEN) before exposing it.\n'
-    + '!' * 72
+    'NO AUTHENTICATION: jet_sqla is running with insecure=True, so anyone who can reach this server can run '
+    'every action. Set a token (token=, JET_SQLA_TOKEN or jet-sqla serve --token) before exposing it.'
 )
 
 
@@ -162,8 +160,8 @@ class Bridge:
             project=project or os.environ.get('JET_SQLA_PROJECT') or None,
             insecure=insecure,
         )
-        if self.authenticator.insecure:
-            log.warning(INSECURE_WARNING)
+        self._warned_insecure_in: int | None = None
+        self._warn_if_insecure()
         self.catalog = Catalog(target, collection_name=collection_name, labels=labels,
                                default_schema=default_schema)
         self.actions = ActionRegistry()
@@ -415,6 +413,13 @@ class Bridge:
         """A Falcon app serving this bridge: ``gunicorn 'myapp.jet:app'`` with ``app = bridge.wsgi_app()``."""
         return http.create_app(cors_origins=self.cors_origins, **self._route_options())
 
+    def _warn_if_insecure(self) -> None:
+        # Once per process: a preloading server builds and starts the bridge in its master (one line);
+        # a server that imports it in each worker prints it once per worker.
+        if self.authenticator.insecure and self._warned_insecure_in != os.getpid():
+            self._warned_insecure_in = os.getpid()
+            log.warning(INSECURE_WARNING, extra={'insecure': True})
+
     def _route_options(self, route_prefix: str | None = None) -> dict[str, Any]:
         """What the HTTP layer needs; checked and warned about as the server starts.
 
@@ -431,8 +436,7 @@ class Bridge:
             # Started on the first message, in the process that serves it: a pool made
             # here could be in a server's master, whose threads a fork leaves behind.
             self.dispatcher.before = self.jobs.ensure_started
-        if self.authenticator.insecure:
-            log.warning(INSECURE_WARNING)
+        self._warn_if_insecure()
         return {
             'dispatcher': self.dispatcher,
             'authenticator': self.authenticator,

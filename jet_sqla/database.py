@@ -7,6 +7,7 @@ ones mean "retry", "timed out" or "the database is gone".
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     'is_unavailable',
     'limit_reads',
     'read_engine',
+    'refused_column',
 ]
 
 log = logging.getLogger(__name__)
@@ -288,3 +290,19 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError):
         return error.connection_invalidated or isinstance(error, (exc.OperationalError, exc.InterfaceError))
     return isinstance(error, exc.DisconnectionError)
+
+
+# MySQL/MariaDB name the column in the message: "Data too long for column 'name' at row 1".
+_MYSQL_COLUMN = re.compile(r"for column [`'\"]?([^`'\"]+)[`'\"]? at row")
+
+
+def refused_column(error: BaseException) -> str | None:
+    """The column a refused value was meant for, when the driver says (``table.column`` if it names both)."""
+    original = getattr(error, 'orig', None)
+    diag = getattr(original, 'diag', None)  # psycopg: set when PostgreSQL reports the column
+    column = getattr(diag, 'column_name', None)
+    if column:
+        table = getattr(diag, 'table_name', None)
+        return f'{table}.{column}' if table else str(column)
+    match = _MYSQL_COLUMN.search(str(original)) if original is not None else None
+    return match.group(1) if match else None

@@ -21,6 +21,7 @@ __all__ = [
     'Conflict',
     'DatabaseUnavailable',
     'Forbidden',
+    'IdempotencyNeedsAudit',
     'InternalError',
     'InvalidParams',
     'JetError',
@@ -35,6 +36,7 @@ __all__ = [
     'StatementTimeout',
     'TooLarge',
     'Unauthorized',
+    'ValueRefused',
 ]
 
 
@@ -103,6 +105,32 @@ class MessageError(JetError):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class IdempotencyNeedsAudit(MessageError):
+    """An ``Idempotency-Key`` sent to a bridge built without ``audit=True``, which has nowhere to keep it."""
+
+    code = 'idempotency_needs_audit'
+
+    def __init__(self) -> None:
+        super().__init__('Idempotency keys need the bridge to be built with audit=True')
+
+
+class ValueRefused(MessageError):
+    """The database refused a value the action wrote (too long, out of range, malformed).
+
+    Attributes:
+        column: The column the database named, when its driver says (``None`` otherwise).
+    """
+
+    code = 'value_refused'
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+    def details(self) -> dict[str, Any]:
+        return {'column': self.column} if self.column else {}
 
 
 class InvalidParams(JetError):

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from . import database, encoding
+from . import database, encoding, listing
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
@@ -38,7 +38,6 @@ from .errors import (
     ServerBusy,
     StatementTimeout,
 )
-from .fields import field_for_column_type
 from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
 from .reads import read_connection
 
@@ -358,14 +357,15 @@ class Dispatcher:
         with self.sessions() as session:
             self._limit_session(session)
             rows = session.execute(statement).mappings().all()
+            labels = listing.related_labels(session, collection, self.field_options, rows[: query.limit])
         # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.
         names = {column.key: collection.attribute_name(column) for column in table.columns}
         records = [{names.get(key, key): _listable(value) for key, value in row.items()} for row in rows[: query.limit]]
         return encoding.dumps({
             'pk': collection.attribute_name(collection.pk) if collection.pk is not None else None,
-            'columns': [{'name': collection.attribute_name(column), 'field': field_for_column_type(column.type).value}
-                        for column in table.columns],
+            'columns': listing.describe_columns(collection, self.field_options),
             'records': records,
+            'labels': labels,
             'has_more': len(rows) > query.limit,
         })
 

@@ -247,10 +247,16 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
                     'items': {
                         'type': 'object',
                         'required': ['name', 'field'],
-                        'properties': {'name': {'type': 'string'}, 'field': {'type': 'string'}},
+                        'properties': {'name': {'type': 'string'}, 'field': {'type': 'string'},
+                                       'related': {'type': 'string', 'description': 'A foreign key: its collection.'}},
                     },
                 },
                 'records': {'type': 'array', 'items': {'type': 'object'}},
+                'labels': {
+                    'type': 'object',
+                    'description': 'Per foreign-key column, the label of each key on the page, by the key as text.',
+                    'additionalProperties': {'type': 'object', 'additionalProperties': {'type': 'string'}},
+                },
                 'has_more': {'type': 'boolean'},
             },
         },

@@ -9,8 +9,6 @@ asks for by name.
 from __future__ import annotations
 
 import enum
-import functools
-import hashlib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from .catalog import Catalog, Collection, fits_integer_column, integer_range, storage_type
 from .coerce import coercer_for_python_type
+from .colors import PALETTE, distinct_colors, stable_color
 from .errors import InvalidParams
 
 __all__ = [
@@ -29,6 +28,7 @@ __all__ = [
     'MAX_LIMIT',
     'MAX_OFFSET',
     'MAX_SEARCH_LENGTH',
+    'PALETTE',  # re-exported from colors.py, where it moved
     'CustomOptions',
     'EnumOptions',
     'ForeignKeyOptions',
@@ -37,6 +37,7 @@ __all__ = [
     'OptionsSource',
     'column_options',
     'composite_foreign_key',
+    'distinct_colors',
     'humanize',
     'stable_color',
 ]
@@ -48,9 +49,6 @@ MAX_LIMIT = 500
 MAX_SEARCH_LENGTH = 200
 #: The largest ``offset``: PostgreSQL binds it as a 32-bit integer.
 MAX_OFFSET = 2**31 - 1
-
-#: Jet Admin's named colors. A value always gets the same one.
-PALETTE = ('blue', 'green', 'orange', 'purple', 'red', 'teal', 'yellow', 'pink', 'indigo', 'gray')
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,24 +82,6 @@ class Option:
         if isinstance(item, (tuple, list)):
             return cls(*item)
         return cls(item, str(item))
-
-
-def stable_color(value: Any) -> str:
-    """A color that depends only on ``value``: the same in every process and every run."""
-    try:
-        return _cached_color(value)
-    except TypeError:  # unhashable: computed each time
-        return _color(value)
-
-
-def _color(value: Any) -> str:
-    digest = hashlib.blake2b(str(value).encode('utf-8', 'surrogatepass'), digest_size=4).digest()
-    return PALETTE[int.from_bytes(digest, 'big') % len(PALETTE)]
-
-
-# PERF: a page of 50 options hashed 50 values on every request, 15% of an options call;
-# the same keys come back page after page. typed: 1 and True (equal, and hashed alike) differ as text.
-_cached_color = functools.lru_cache(maxsize=65_536, typed=True)(_color)
 
 
 _WORD_BREAK = re.compile(r'[_\-\s]+|(?<=[a-z0-9])(?=[A-Z])')
@@ -160,18 +140,29 @@ class EnumOptions(OptionsSource):
 
     @classmethod
     def from_enum_class(cls, enum_class: type[enum.Enum]) -> EnumOptions:
-        """Options for a Python ``Enum`` param: the value is the member's value."""
-        return cls([Option(_wire_value(member), humanize(member.name)) for member in enum_class])
+        """Options for a Python ``Enum`` param: the value is the member's value.
+
+        The label and color of each member are those its Enum column gets
+        (:meth:`from_column_type`); only the value differs, as each side accepts.
+        """
+        members = list(enum_class)
+        return cls.labelled([_wire_value(member) for member in members], [member.name for member in members])
 
     @classmethod
     def from_column_type(cls, column_type: sa.Enum) -> EnumOptions:
         """Options for an Enum column: the value is exactly what the database stores."""
         enum_class = column_type.enum_class
         if enum_class is not None:
-            members = list(enum_class)
-            labels = [humanize(member.name) for member in members]
-            return cls([Option(stored, label) for stored, label in zip(column_type.enums, labels)])
-        return cls([Option(stored, humanize(stored)) for stored in column_type.enums])
+            # .enums lists the stored values in the members' order, names or values_callable's.
+            return cls.labelled(list(column_type.enums), [member.name for member in enum_class])
+        return cls.labelled(list(column_type.enums), list(column_type.enums))
+
+    @classmethod
+    def labelled(cls, values: Sequence[Any], names: Sequence[str]) -> EnumOptions:
+        """One option per value, labelled and colored from its member's name, so that one member
+        reads and looks the same wherever its enum appears."""
+        colors = distinct_colors(names)
+        return cls([Option(value, humanize(name), color) for value, name, color in zip(values, names, colors, strict=True)])
 
     def static(self) -> list[Option]:
         return list(self._options)

@@ -44,11 +44,21 @@ def declare_order(bridge: Bridge) -> Any:
 
 
 class TestDerived:
+    def test_one_enum_one_set_of_labels_and_colors(self, bridge: Bridge, client: Client) -> None:
+        """The Enum column offers what it stores (names) and the param what it accepts (values);
+        each member reads and looks the same on both sides, and the members' colors differ."""
+        declare_order(bridge)
+        column = client.message('get_field_options', {'model': 'users', 'field': 'tier'}).json
+        param = options(client, 'order', 'tier')
+        assert [o['value'] for o in column] == ['BRONZE', 'GOLD']
+        assert [o['value'] for o in param] == ['bronze', 'gold']
+        assert [(o['name'], o['color']) for o in column] == [(o['name'], o['color']) for o in param]
+        assert len({o['color'] for o in param}) == len(param)
+
     def test_enum_param(self, bridge: Bridge, client: Client) -> None:
         declare_order(bridge)
-        tiers = [{'value': 'bronze', 'name': 'Bronze', 'color': stable_color('bronze')},
-                 {'value': 'gold', 'name': 'Gold', 'color': stable_color('gold')}]
-        assert options(client, 'order', 'tier') == tiers
+        tiers = options(client, 'order', 'tier')
+        assert [(o['value'], o['name']) for o in tiers] == [('bronze', 'Bronze'), ('gold', 'Gold')]
         assert options(client, 'order', 'tier', q='GO') == tiers[1:]
         assert options(client, 'order', 'tier', limit=1) == tiers[:1]
         assert options(client, 'order', 'tier', limit=1, offset=1) == tiers[1:]

@@ -28,6 +28,7 @@ from . import models
 from .apps import cli_apps
 from .apps.cli_server import serving
 from .conftest import AUTH, TOKEN, Client, database_url, fresh_engine
+from .error_body import error_code, error_message
 from .models import Counter, Tier, User
 
 RowDicts = list[dict[str, Any]]
@@ -339,8 +340,8 @@ class TestIdempotency:
 
         result = Client(bridge).message('execute_action', {'name': 'ping'}, headers={'Idempotency-Key': 'k'})
         assert result.status_code == 400
-        assert result.json == {'type': 'about:blank', 'title': 'Bad Request', 'status': 400, 'code': 'bad_request',
-                               'detail': 'Idempotency keys need the bridge to be built with audit=True'}
+        assert error_code(result.json) == 'idempotency_needs_audit'  # documented in the README's error table
+        assert error_message(result.json) == 'Idempotency keys need the bridge to be built with audit=True'
 
 
 def post_concurrently(send: Callable[[], tuple[int, bytes]], count: int = 2) -> list[tuple[int, bytes]]:

@@ -54,3 +54,23 @@ def test_bad_listing_params_are_4xx(make_bridge: Any) -> None:
                           ({'model': 'users', 'offset': 'x'}, 'offset')):
         result = client.message('list_records', params)
         assert result.status_code == 400 and field in result.json['fields']
+
+
+def test_foreign_key_columns_carry_the_related_labels(make_bridge: Any, engine: sa.Engine,
+                                                      statements: Any) -> None:
+    """Each foreign-key column names its collection, and each key on the page comes with its row's label,
+    in one query per foreign-key column however many rows the page holds."""
+    with Session(engine) as session, session.begin():
+        session.add_all([User(id=1, name='Ada'), User(id=2, name='Grace'), User(id=3, name='Unused')])
+        session.flush()
+        session.add_all(Account(id=i, owner_id=1 if i % 2 else 2, balance=Decimal(i)) for i in range(1, 8))
+    client = Client(make_bridge(console=True))
+    with statements as log:
+        result = client.message('list_records', {'model': 'accounts'})
+    assert result.status_code == 200, result.text
+    columns = {column['name']: column for column in result.json['columns']}
+    assert columns['owner_id']['related'] == 'users' and 'related' not in columns['id']
+    assert result.json['labels'] == {'owner_id': {'1': 'Ada', '2': 'Grace'}}  # only the keys on the page
+    assert len([s for s in log.selects() if 'FROM users' in s]) == 1
+    users = client.message('list_records', {'model': 'users'}).json
+    assert users['labels'] == {} and not any('related' in column for column in users['columns'])

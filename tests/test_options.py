@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from jet_sqla import Bridge, Option
-from jet_sqla.options import PALETTE
+from jet_sqla.options import PALETTE, EnumOptions, distinct_colors
 
 from .conftest import Client, StatementLog
 from .models import Account, Document, Status, Tag, Tier, User
@@ -195,3 +196,43 @@ def test_foreign_key_column_of_a_table_with_a_uuid_key(client: Client, engine: s
         session.flush()
         session.add(Document(headline='first', tag_code='t'))
     assert [(o['value'], o['name']) for o in options(client, 'documents', 'tag_code')] == [('t', 'T')]
+
+
+class TestEnumColors:
+    """Within one enum, no two members share a color while the palette has one left."""
+
+    def test_the_shop_enums_reported_sharing_colors(self) -> None:
+        from jet_sqla.examples.shop.models import Order, OrderStatus, User
+
+        for column, members in ((User.__table__.c.tier, 3), (Order.__table__.c.status, len(OrderStatus))):
+            found = [option.to_dict() for option in EnumOptions.from_column_type(column.type).static()]
+            assert len(found) == members and len({o['color'] for o in found}) == members, found
+        statuses = {o.value: o.color for o in EnumOptions.from_column_type(Order.__table__.c.status.type).static()}
+        assert statuses['shipped'] != statuses['cancelled']
+
+    def test_available_and_lost(self) -> None:
+        class Copy(enum.Enum):
+            AVAILABLE = 'available'
+            ON_LOAN = 'on_loan'
+            LOST = 'lost'
+
+        column = EnumOptions.from_column_type(sa.Enum(Copy)).static()
+        param = EnumOptions.from_enum_class(Copy).static()
+        assert [o.value for o in column] == ['AVAILABLE', 'ON_LOAN', 'LOST']
+        assert [o.value for o in param] == ['available', 'on_loan', 'lost']
+        assert [(o.name, o.color) for o in column] == [(o.name, o.color) for o in param]
+        assert [o.name for o in param] == ['Available', 'On loan', 'Lost']
+        assert len({o.color for o in param}) == 3
+
+    @pytest.mark.parametrize('size', [2, 7, len(PALETTE), len(PALETTE) + 5, 3 * len(PALETTE)])
+    def test_distinct_until_the_palette_runs_out(self, size: int) -> None:
+        members = enum.Enum('Many', [f'M{i}' for i in range(size)])  # type: ignore[misc]
+        colors = [o.color for o in EnumOptions.from_enum_class(members).static()]
+        assert all(color in PALETTE for color in colors)
+        for start in range(0, size, len(PALETTE)):
+            run = colors[start:start + len(PALETTE)]
+            assert len(set(run)) == len(run), colors
+
+    def test_a_member_keeps_its_color_when_others_are_appended(self) -> None:
+        names = ['NEW', 'PAID', 'SHIPPED']
+        assert distinct_colors(names) == distinct_colors([*names, 'CANCELLED', 'REFUNDED'])[:3]

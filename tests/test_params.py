@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from jet_sqla import ActionContext, Bridge, Field, Param
-from jet_sqla.options import stable_color
+from jet_sqla.options import distinct_colors, stable_color
 
 from . import models
 from .conftest import TOKEN, Client, StatementLog
@@ -55,8 +55,10 @@ def described(client: Client, action: str) -> list[dict[str, Any]]:
     return params
 
 
-def enum_options(*pairs: tuple[Any, str]) -> list[dict[str, Any]]:
-    return [{'value': value, 'name': name, 'color': stable_color(value)} for value, name in pairs]
+def enum_options(enum_class: type[enum.Enum], *pairs: tuple[Any, str]) -> list[dict[str, Any]]:
+    """An Enum param's options: its values and labels as given, colored as its Enum column is (by member name)."""
+    colors = distinct_colors([member.name for member in enum_class])
+    return [{'value': value, 'name': name, 'color': color} for (value, name), color in zip(pairs, colors, strict=True)]
 
 
 def declare_every_type(bridge: Bridge, seen: dict[str, Any]) -> None:
@@ -89,7 +91,7 @@ class TestDescribed:
         assert described(client, 'typed') == [
             *({'name': name, 'field': field, 'required': True, 'params': {}} for name, field in plain),
             {'name': 'tier', 'field': 'SelectField', 'required': True,
-             'params': {'options': enum_options(('bronze', 'Bronze'), ('gold', 'Gold'))}},
+             'params': {'options': enum_options(Tier, ('bronze', 'Bronze'), ('gold', 'Gold'))}},
             {'name': 'account', 'field': 'ForeignKey', 'required': True,
              'params': {'related_model': {'model': 'accounts'}}},
         ]
@@ -122,7 +124,7 @@ class TestDescribed:
             name = param['name']
             assert (param['label'], param['description'], param['required']) == (name.upper(), f'about {name}', True)
         by_name = {param['name']: param for param in params}
-        assert by_name['c']['params'] == {'options': enum_options((1, 'Small'), (2, 'Large'))}
+        assert by_name['c']['params'] == {'options': enum_options(Size, (1, 'Small'), (2, 'Large'))}
         assert by_name['d']['params'] == {'related_model': {'model': 'users'}}
 
     def test_field_given_as_member_or_member_name(self, bridge: Bridge, client: Client) -> None:
@@ -177,9 +179,9 @@ class TestDescribed:
             {'name': 'note', 'field': 'TextField', 'required': False, 'params': {}},
             {'name': 'count', 'field': 'IntegerField', 'required': False, 'params': {}},
             {'name': 'tier', 'field': 'SelectField', 'required': True,
-             'params': {'options': enum_options(('bronze', 'Bronze'), ('gold', 'Gold'))}},
+             'params': {'options': enum_options(Tier, ('bronze', 'Bronze'), ('gold', 'Gold'))}},
             {'name': 'size', 'field': 'SelectField', 'required': False,
-             'params': {'options': enum_options((1, 'Small'), (2, 'Large'))}},
+             'params': {'options': enum_options(Size, (1, 'Small'), (2, 'Large'))}},
             {'name': 'color', 'field': 'SelectField', 'required': True,
              'params': {'options': [{'value': 'red', 'name': 'red', 'color': stable_color('red')},
                                     {'value': 'blue', 'name': 'Blue', 'color': 'blue'}]}},

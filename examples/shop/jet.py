@@ -10,7 +10,7 @@ import logging
 import os
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 # pool_timeout: a busy server answers 503 "try again" well before a client gives up (SQLAlchemy waits 30 s).
 engine = sa.create_engine(os.environ.get('JET_SQLA_DATABASE_URL', 'sqlite:///shop.db'), pool_pre_ping=True,
                          pool_timeout=5)
-seed(engine)
-# jet_sqla's own tables: the background action below keeps its jobs there (`jet-sqla db upgrade` does the same).
-migrations.upgrade(engine)
+if not os.environ.get('JET_SQLA_INSPECTING'):
+    # `jet-sqla actions` only reads: it sets JET_SQLA_INSPECTING, and nothing is created, seeded or migrated.
+    seed(engine)
+    # jet_sqla's own tables: the background action below keeps its jobs there (`jet-sqla db upgrade` does the same).
+    migrations.upgrade(engine)
 
 bridge = Bridge(
     Base,
@@ -123,4 +125,14 @@ def city_options(form: dict[str, object]) -> list[Option]:
     return [Option(city, city) for city in cities]
 
 
-app = bridge.wsgi_app()
+def __getattr__(name: str) -> Any:
+    """``app``, built on first use and kept: ``gunicorn 'jet_sqla.examples.shop.jet:app'`` builds it at start.
+
+    Inspecting the example (``jet-sqla actions jet_sqla.examples.shop.jet:bridge``) never does: building the
+    app checks jet_sqla's tables, which an inspection neither creates nor needs.
+    """
+    if name == 'app':
+        built = bridge.wsgi_app()
+        globals()['app'] = built
+        return built
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,14 +27,17 @@ from ..messages import GET_ACTION_LIST
 from ..options import EnumOptions, ForeignKeyOptions, OptionsSource
 from ..search_indexes import missing_search_indexes
 from .failures import CommandFailed, guarded, show_tracebacks
-from .serving import SERVE_DEFAULTS, check_bind, serve_app
-from .targets import authentication_configured, load_target, make_engine, safe_url
+from .serving import SERVE_DEFAULTS, check_bind, normalize_bind, serve_app
+from .targets import authentication_configured, check_sqlite_file, load_target, make_engine, safe_url
 
 __all__ = ['main']
 
 #: The demo's example, served by ``jet-sqla demo``.
 DEMO_TARGET = 'jet_sqla.examples.shop.jet:bridge'
 DEMO_DATABASE = 'shop.db'
+
+#: Set while ``jet-sqla actions`` imports a target: the module is being inspected, and must not write.
+INSPECTING = 'JET_SQLA_INSPECTING'
 
 
 def _set_environment(token: str | None, insecure: bool) -> None:
@@ -56,11 +60,26 @@ def _positive(context: click.Context, parameter: click.Parameter, value: int | N
     return value
 
 
+def _bind(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    try:
+        return normalize_bind(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _require_target(target: str | None) -> str:
+    if not target:
+        raise click.UsageError('give a TARGET (module:attribute, or a database URL), or set JET_SQLA_DATABASE_URL')
+    return target
+
+
 def serving_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The options ``serve`` and ``demo`` share."""
     options = [
         click.option('--bind', envvar='JET_SQLA_BIND', default=SERVE_DEFAULTS.bind, show_default=True,
-                     help='HOST:PORT to listen on (comma-separated for several). Env: JET_SQLA_BIND.'),
+                     callback=_bind,
+                     help='HOST:PORT to listen on (comma-separated for several); a bare PORT means '
+                          '127.0.0.1:PORT. Env: JET_SQLA_BIND.'),
         click.option('--log-format', envvar='JET_SQLA_LOG_FORMAT', type=click.Choice(logs.FORMATS),
                      default='kv', show_default=True, help='key=value or JSON lines. Env: JET_SQLA_LOG_FORMAT.'),
         click.option('--log-level', envvar='JET_SQLA_LOG_LEVEL', default='info', show_default=True,
@@ -80,7 +99,29 @@ schema_option = click.option('--schema', 'schema', multiple=True, metavar='NAME'
                              help='A schema to reflect besides the default one (repeatable; database URLs only).')
 
 
-@click.group(context_settings={'help_option_names': ['-h', '--help']})
+class _OneLineGroup(click.Group):
+    """click's group, whose usage errors are one line too (exit code 2), like every other failure."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as error:
+            where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ''
+            click.echo(f'Error: {" ".join(error.format_message().split())}{where}', err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo('Aborted!', err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={'help_option_names': ['-h', '--help']})
 @click.option('--traceback', is_flag=True, help='Show the full traceback of a failure, for debugging.')
 @click.version_option(package_name='jet-sqla')
 def main(traceback: bool) -> None:
@@ -99,21 +140,24 @@ def main(traceback: bool) -> None:
               show_default=True, help="gunicorn's worker class. Env: JET_SQLA_WORKER_CLASS.")
 @click.option('--token', envvar='JET_SQLA_TOKEN', help='Shared token(s), comma-separated. Env: JET_SQLA_TOKEN.')
 @click.option('--insecure', is_flag=True, help='Serve with no authentication (local development only).')
+@click.option('--allow-empty', is_flag=True,
+              help='Serve a reflected database even when it has no table to serve.')
 @schema_option
 def serve(target: str | None, bind: str, log_format: str, log_level: str, access_log: bool, workers: int,
-          threads: int, worker_class: str, token: str | None, insecure: bool, schema: tuple[str, ...] = ()) -> None:
+          threads: int, worker_class: str, token: str | None, insecure: bool, allow_empty: bool = False,
+          schema: tuple[str, ...] = ()) -> None:
     """Serve TARGET under gunicorn.
 
     TARGET is module:attribute naming a Bridge, a falcon.App, a Flask app
-    (served as it is), or a function returning one (``myapp.jet:bridge``), or a
-    database URL (async ones too), whose every table is served by reflection;
-    --schema adds schemas. Without TARGET, JET_SQLA_DATABASE_URL is reflected.
+    (served as it is), or a function returning one (for example
+    myapp.jet:bridge), or a database URL (async ones too), whose every table
+    is served by reflection; --schema adds schemas. Without TARGET,
+    JET_SQLA_DATABASE_URL is reflected.
     """
-    if not target:
-        raise CommandFailed('give a TARGET (module:attribute, or a database URL), or set JET_SQLA_DATABASE_URL')
+    target = _require_target(target)
     _set_environment(token, insecure)
     log_config = _setup_logging(log_format, log_level, access_log)
-    loaded = load_target(target, insecure=insecure, schemas=schema)
+    loaded = load_target(target, insecure=insecure, schemas=schema, empty='allow' if allow_empty else 'refuse')
     serve_app(loaded, bind=bind, workers=workers, threads=threads, worker_class=worker_class, log_config=log_config)
 
 
@@ -121,6 +165,7 @@ def serve(target: str | None, bind: str, log_format: str, log_level: str, access
 @serving_options
 def demo(bind: str, log_format: str, log_level: str, access_log: bool) -> None:
     """Create and seed the example shop in ./shop.db (SQLite), and serve it with its console."""
+    check_bind(bind)  # before anything is created or printed: a busy port ends the demo here
     database = Path.cwd() / DEMO_DATABASE
     existed = database.exists()
     os.environ['JET_SQLA_DATABASE_URL'] = f'sqlite:///{database}'
@@ -129,7 +174,6 @@ def demo(bind: str, log_format: str, log_level: str, access_log: bool) -> None:
     _set_environment(token, insecure=False)
     log_config = _setup_logging(log_format, log_level, access_log)
     loaded = load_target(DEMO_TARGET)
-    check_bind(bind)  # before the banner: its URL and curl line would point at someone else's server
     click.echo(_demo_banner(database, existed, bind, token))
     serve_app(loaded, bind=bind, workers=1, threads=SERVE_DEFAULTS.threads,
               worker_class=SERVE_DEFAULTS.worker_class, log_config=log_config)
@@ -166,13 +210,18 @@ def _demo_banner(database: Path, existed: bool, bind: str, token: str) -> str:
 @click.argument('target', required=False, envvar='JET_SQLA_DATABASE_URL')
 @schema_option
 def actions(target: str | None, schema: tuple[str, ...] = ()) -> None:
-    """List TARGET's collections, their derived option fields, and its actions with their forms."""
-    if not target:
-        raise CommandFailed('give a TARGET (module:attribute, or a database URL), or set JET_SQLA_DATABASE_URL')
+    """List TARGET's collections, their derived option fields, and its actions with their forms.
+
+    It only reads: a SQLite URL whose file does not exist is an error, not a new
+    file, and JET_SQLA_INSPECTING=1 tells a module that creates or seeds tables
+    at import to skip that.
+    """
+    target = _require_target(target)
     if not authentication_configured():
         # Nothing is served: a throwaway token only lets the bridge be built.
         os.environ['JET_SQLA_TOKEN'] = secrets.token_urlsafe(24)
-    loaded = load_target(target, build_app=False, schemas=schema)
+    os.environ[INSPECTING] = '1'
+    loaded = load_target(target, build_app=False, schemas=schema, empty='warn')
     if not loaded.bridges:
         raise CommandFailed(f'{target} is a falcon.App whose Bridge is in no variable of its module; '
                             'name the Bridge itself (module:bridge)')
@@ -270,8 +319,10 @@ def db() -> None:
 
 
 @contextmanager
-def _migrating(database_url: str) -> Iterator[sa.Engine]:
+def _migrating(database_url: str, *, reading: bool = False) -> Iterator[sa.Engine]:
     engine = make_engine(database_url)
+    if reading:
+        check_sqlite_file(engine)  # reading a revision must not create the file it reads
     try:
         yield engine
     finally:
@@ -311,7 +362,7 @@ def _migrate(database_url: str, doing: str, step: Callable[..., Any], revision: 
 @database_url_option
 def current(database_url: str) -> None:
     """Print the revision of jet_sqla's tables, and whether it is the newest."""
-    with _migrating(database_url) as engine:
+    with _migrating(database_url, reading=True) as engine:
         at = guarded(f'reading the revision of {safe_url(engine)}', migrations.current, engine)
         heads = migrations.heads()
         if not at:

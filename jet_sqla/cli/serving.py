@@ -25,6 +25,7 @@ __all__ = [
     'ServeDefaults',
     'ServeLogger',
     'check_bind',
+    'normalize_bind',
     'raise_open_files_limit',
     'serve_app',
 ]
@@ -77,19 +78,39 @@ def raise_open_files_limit() -> tuple[int, int]:
     return soft, hard
 
 
+def normalize_bind(bind: str) -> str:
+    """``--bind`` as gunicorn takes it: a bare port becomes ``127.0.0.1:PORT``; every port is checked.
+
+    Raises:
+        ValueError: an address is not ``HOST:PORT`` (or ``unix:PATH``, ``fd://N``), or its port is out of range.
+    """
+    addresses = []
+    for address in (part.strip() for part in bind.split(',')):
+        if not address:
+            continue
+        if address.startswith(('unix:', 'fd://')):
+            addresses.append(address)
+            continue
+        if address.isdigit():
+            address = f'127.0.0.1:{address}'  # loopback, as the default: listening everywhere must be asked for
+        host, separator, port = address.rpartition(':')
+        if not separator or not port.isdigit() or not host.strip('[]'):
+            raise ValueError(f'{address!r}: expected HOST:PORT (or a bare PORT, for 127.0.0.1:PORT)')
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f'{address!r}: the port must be between 0 and 65535')
+        addresses.append(address)
+    if not addresses:
+        raise ValueError('expected HOST:PORT')
+    return ','.join(addresses)
 
 
 def check_bind(bind: str) -> None:
     """Fail with one line, instead of gunicorn's retries, when an address cannot be listened on."""
-    for address in (part.strip() for part in bind.split(',')):
-        if not address or address.startswith(('unix:', 'fd://')):
+    for address in normalize_bind(bind).split(','):
+        if address.startswith(('unix:', 'fd://')):
             continue
-        host, separator, port = address.rpartition(':')
-        if not separator:
-            host, port = address, '8000'  # gunicorn's default port
-        if not port.isdigit():
-            raise CommandFailed(f'--bind {address!r}: expected HOST:PORT')
-        host = host.strip('[]') or '0.0.0.0'
+        host, _, port = address.rpartition(':')
+        host = host.strip('[]')
         family = socket.AF_INET6 if ':' in host else socket.AF_INET
         try:
             with socket.socket(family, socket.SOCK_STREAM) as probe:

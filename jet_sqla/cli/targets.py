@@ -8,16 +8,18 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
+import click
 import falcon
 import sqlalchemy as sa
 
 from ..bridge import Bridge, pool_options
 from ..integrations.async_engines import sync_url
 from ..integrations.mounting import framework_of
-from .failures import CommandFailed, guarded
+from .failures import CommandFailed, guarded, guarded_import
 
 __all__ = ['DEFAULT_ATTRIBUTES', 'Loaded', 'authentication_configured', 'check_databases', 'is_database_url',
            'load_target', 'make_engine', 'safe_url']
@@ -46,8 +48,12 @@ def is_database_url(target: str) -> bool:
     return '://' in target
 
 
+#: What to do when a reflected database has nothing to serve: refuse (``serve``) or warn (``actions``).
+EmptyDatabase = Literal['refuse', 'warn', 'allow']
+
+
 def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
-                schemas: Sequence[str] = ()) -> Loaded:
+                schemas: Sequence[str] = (), empty: EmptyDatabase = 'refuse') -> Loaded:
     """Resolve ``module:attribute`` (a Bridge, a falcon.App, a Flask app, or a function returning one) or a
     database URL.
 
@@ -56,12 +62,13 @@ def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
         insecure: For a database URL, serve it with no authentication.
         build_app: Build the WSGI app of a Bridge (``False`` when only its actions are listed).
         schemas: For a database URL, schemas to reflect besides the default one.
+        empty: For a database URL with no table to serve: refuse it, warn on stderr, or allow it.
 
     Raises:
         CommandFailed: the target cannot be imported or reflected, or is an ASGI app; the message says why.
     """
     if is_database_url(target):
-        return _reflect(target, insecure=insecure, build_app=build_app, schemas=schemas)
+        return _reflect(target, insecure=insecure, build_app=build_app, schemas=schemas, empty=empty)
     module, attribute, value = _import_target(target)
     factory = False
     if (callable(value) and not isinstance(value, (Bridge, falcon.App)) and not isinstance(value, type)
@@ -82,10 +89,33 @@ def load_target(target: str, *, insecure: bool = False, build_app: bool = True,
         return Loaded(app, [value], target)
     if isinstance(value, falcon.App):
         return Loaded(value, _bridges_behind(module), target)
+    what, advice = describe_value(value)
     raise CommandFailed(
-        f'{module.__name__}:{attribute} is a {type(value).__name__}; '
-        'expected a Bridge, a falcon.App, or a function returning one'
+        f'{module.__name__}:{attribute} is {what}; expected a Bridge, a falcon.App, '
+        f'or a function returning one{": " + advice if advice else ""}'
     )
+
+
+def describe_value(value: Any) -> tuple[str, str]:
+    """What a target's attribute is, in its author's words ("a model class", not a metaclass's name), and what to do."""
+    named = 'pass it to Bridge(…) and name the Bridge'
+    if inspect.isclass(value):
+        if isinstance(sa.inspect(value, raiseerr=False), sa.orm.Mapper):
+            return f'a model class ({value.__name__})', 'pass its declarative base to Bridge(…) and name the Bridge'
+        if isinstance(getattr(value, 'registry', None), sa.orm.registry):
+            return f'a declarative base ({value.__name__})', named
+        return f'the class {value.__name__}', ''
+    if isinstance(value, ModuleType):
+        return f'a module ({value.__name__})', ''
+    if isinstance(value, sa.MetaData):
+        return 'a MetaData', named
+    if isinstance(value, sa.Engine):
+        return 'an engine', 'pass it to Bridge(…, engine=…) and name the Bridge'
+    if value is None:
+        return 'None', ''
+    name = type(value).__name__
+    return f'{"an" if name[:1].lower() in "aeiou" else "a"} {name}', ''
+
 
 
 def _import_target(target: str) -> tuple[ModuleType, str, Any]:
@@ -96,7 +126,7 @@ def _import_target(target: str) -> tuple[ModuleType, str, Any]:
     # As with gunicorn: the current directory's modules are importable.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module = guarded(f'importing {module_name}', importlib.import_module, module_name)
+    module = guarded_import(module_name, importlib.import_module)
     names = [attribute] if attribute else list(DEFAULT_ATTRIBUTES)
     for name in names:
         if hasattr(module, name):
@@ -118,17 +148,47 @@ def _bridges_behind(module: ModuleType) -> list[Bridge]:
     return list({id(bridge): bridge for bridge in found}.values())
 
 
-def _reflect(url: str, *, insecure: bool, build_app: bool, schemas: Sequence[str] = ()) -> Loaded:
+def _reflect(url: str, *, insecure: bool, build_app: bool, schemas: Sequence[str] = (),
+             empty: EmptyDatabase = 'refuse') -> Loaded:
     if not insecure and not authentication_configured():
         raise CommandFailed(
             'no authentication is configured: pass --token (or set JET_SQLA_TOKEN), or set '
             'JET_SQLA_JWT_PUBLIC_KEY and JET_SQLA_PROJECT; --insecure serves with none, for local use only'
         )
     engine = make_engine(url)
+    check_sqlite_file(engine)
     bridge = guarded(f'reflecting {safe_url(engine)}', Bridge.reflect, engine, insecure=insecure,
                      schemas=[None, *dict.fromkeys(schemas)])
+    if not list(bridge.catalog) and empty != 'allow':
+        problem = (f'{safe_url(engine)} has no table to serve (no tables at all, or none with a primary key); '
+                   'is it the right database?')
+        if empty == 'refuse':
+            raise CommandFailed(f'{problem} Pass --allow-empty to serve it anyway')
+        click.echo(f'Warning: {problem}', err=True)
     app = guarded('building the app', bridge.wsgi_app) if build_app else None
     return Loaded(app, [bridge], f'every table of {safe_url(engine)}')
+
+
+def check_sqlite_file(engine: sa.Engine) -> None:
+    """Refuse a SQLite URL whose file does not exist, before anything opens it: opening would create it.
+
+    A typo (``sqlite:///emtpy.db``) must not leave an empty file behind and serve nothing.
+    In-memory databases and ``file:`` URIs are left to SQLite.
+    """
+    url = engine.url
+    if url.get_backend_name() != 'sqlite':
+        return
+    database = url.database or ''
+    if database in ('', ':memory:') or database.startswith('file:') or url.query.get('uri'):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    shown = safe_url(engine)
+    if not path.parent.exists():
+        raise CommandFailed(f'{shown}: the directory {str(path.parent)!r} does not exist')
+    raise CommandFailed(f'{shown}: no such file ({path.resolve()}); reflecting never creates a database. '
+                        'sqlite:///name.db is relative to the current directory, sqlite:////abs/path.db absolute')
 
 
 def authentication_configured() -> bool:

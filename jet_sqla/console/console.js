@@ -59,29 +59,37 @@
     const text = await res.text();
     let body = null;
     if (text) { try { body = JSON.parse(text); } catch { body = { detail: text.slice(0, 300) }; } }
-    if (res.status === 401) signOut((body && body.detail) || 'The token was rejected. Please sign in again.');
+    // A rejected token stays in the box, so that a typo can be fixed rather than typed again.
+    if (res.status === 401) signOut((body && body.detail) || 'The token was rejected. Please sign in again.', true);
     if (!res.ok) throw new ApiError(res.status, body);
     return body;
   }
 
   // ---------- sign in / out ----------
-  function showLogin(message) {
+  function showLogin(message, keepTyped) {
     $('app').hidden = true;
     $('signout').hidden = true;
     $('login').hidden = false;
     $('login-error').textContent = message || '';
     $('token-input').setAttribute('aria-invalid', message ? 'true' : 'false');
-    $('token-input').value = '';
+    if (!keepTyped) { $('token-input').value = ''; showToken(false); }
     $('token-input').focus();
+    if (keepTyped) $('token-input').select();
   }
-  function signOut(message) {
+  function showToken(on) {
+    $('token-input').type = on ? 'text' : 'password';
+    $('token-show').setAttribute('aria-pressed', String(on));
+    $('token-show').textContent = on ? 'Hide' : 'Show';
+  }
+  $('token-show').addEventListener('click', () => showToken($('token-input').type === 'password'));
+  function signOut(message, keepTyped) {
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
     state.current = state.rec = null;
     $('action-list').replaceChildren();
     $('pane').replaceChildren(h('p', { class: 'muted' }, 'Choose an action on the left to see its form.'));
     resetResult();
-    showLogin(message);
+    showLogin(message, keepTyped);
   }
   async function connect() {
     $('login').hidden = true;
@@ -91,7 +99,7 @@
       state.actions = await call('get_action_list');
       if (!Array.isArray(state.actions)) throw new ApiError(500, { detail: 'get_action_list did not return a list.' });
     } catch (e) {
-      if (e.status !== 401) showLogin(`Could not load actions: ${e.message}`);
+      if (e.status !== 401) showLogin(`Could not load actions: ${e.message}`, true);
       return;
     }
     renderActionList();
@@ -240,15 +248,22 @@
       rec.wrap.removeAttribute('aria-busy');
     }
   }
-  function formatCell(v) {
+  function formatCell(v, labels) {
     if (v === null || v === undefined) return h('span', { class: 'null' }, 'null');
     const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    // A foreign key shows the related row's label, and its key beside it.
+    const label = labels && Object.prototype.hasOwnProperty.call(labels, s) ? String(labels[s]) : null;
+    if (label !== null) {
+      const shown = label.length > 60 ? `${label.slice(0, 59)}…` : label;
+      return h('span', { class: 'fk', title: label }, shown, h('span', { class: 'fk-key' }, ` · ${s}`));
+    }
     return s.length > 80 ? h('span', { title: s }, `${s.slice(0, 79)}…`) : s;
   }
   const numeric = (c) => /^(Integer|Float|Decimal)Field$/.test(c.field || '');
   function renderTable(data) {
     const rec = state.rec;
     const records = Array.isArray(data.records) ? data.records : [];
+    const labels = data.labels && typeof data.labels === 'object' ? data.labels : {};
     const pk = rec.pk = data.pk || 'id';
     const cols = Array.isArray(data.columns) && data.columns.length ? data.columns
       : Object.keys(records[0] || { [pk]: null }).map((name) => ({ name }));
@@ -271,7 +286,10 @@
       const id = r[pk];
       const box = h('input', { type: 'checkbox', 'data-testid': `select-${id}`, 'aria-label': `Select record ${id}`, checked: rec.selected.has(valueKey(id)) });
       const tr = h('tr', { class: box.checked ? 'selected' : null },
-        h('td', { class: 'sel' }, box), cols.map((c) => h('td', { class: numeric(c) ? 'num' : null }, formatCell(r[c.name]))));
+        h('td', { class: 'sel' }, box), cols.map((c) => {
+          const fk = labels[c.name];
+          return h('td', { class: numeric(c) && !fk ? 'num' : null, 'data-column': c.name }, formatCell(r[c.name], fk));
+        }));
       box.addEventListener('change', () => {
         if (box.checked) rec.selected.set(valueKey(id), id); else rec.selected.delete(valueKey(id));
         tr.classList.toggle('selected', box.checked);
@@ -283,7 +301,9 @@
     const table = h('table', { 'data-testid': 'records-table' },
       h('caption', { class: 'visually-hidden' }, `${rec.model} records, from ${rec.offset + 1}`),
       h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'sel' }, all),
-        cols.map((c) => h('th', { scope: 'col', title: c.field || null, class: numeric(c) ? 'num' : null }, c.name, c.name === pk ? h('span', { class: 'muted small' }, ' (pk)') : null)))),
+        cols.map((c) => h('th', { scope: 'col', title: c.field || null, class: numeric(c) && !labels[c.name] ? 'num' : null }, c.name,
+          c.name === pk ? h('span', { class: 'muted small' }, ' (pk)') : null,
+          c.related ? h('span', { class: 'fk-to' }, ` → ${c.related}`) : null)))),
       h('tbody', null, rows.length ? rows : h('tr', null, h('td', { colspan: cols.length + 1, class: 'muted empty' }, 'No records on this page.'))));
     rec.wrap.replaceChildren(table);
     rec.prev.disabled = rec.offset === 0;
