@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy.orm import Session
 
-from jet_sqla import cli
+from jet_sqla import cli, migrations
 
 from . import models
 from .apps.cli_server import REPO, free_port, run, serving
