@@ -15,12 +15,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import Section
 
-BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all', 'jobs')
+BENCHMARKS = ('protocol', 'stack', 'reference', 'starvation', 'bulk', 'fk', 'select_all', 'jobs', 'changes')
 DEFAULT_POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/postgres'
 DEFAULT_MARIADB_URL = 'mysql+pymysql://root@127.0.0.1:3306/mysql'
 BULK_DATABASES = ('postgresql', 'mariadb')
@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument('--slow-seconds', type=float, default=1.0, help='duration of each slow action (default 1)')
     http.add_argument('--starvation-connections', type=int, default=4,
                       help='wrk connections asking get_action_list while slow actions run (default 4)')
-    db = p.add_argument_group('database benchmarks (bulk on PostgreSQL and MariaDB, fk and select_all on PostgreSQL)')
+    db = p.add_argument_group('database benchmarks (bulk on PostgreSQL and MariaDB, fk, select_all and changes on PostgreSQL)')
     db.add_argument('--postgres-url', default=os.environ.get('BENCH_POSTGRES_URL', DEFAULT_POSTGRES_URL),
                     help='a server where a private database bench_<pid> is created and dropped')
     db.add_argument('--mariadb-url', default=os.environ.get('BENCH_MARIADB_URL', DEFAULT_MARIADB_URL),
@@ -101,6 +101,9 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument('--jobs-broker', default=os.environ.get('BENCH_BROKER_URL', 'redis://127.0.0.1:6379/12'),
                       help='the broker the workers read (default redis://127.0.0.1:6379/12)')
     jobs.add_argument('--jobs-chunk-size', type=int, default=500, help='records per chunk (default 500)')
+    db.add_argument('--changes-size', type=int, default=1_000, help='rows of the capture benchmark (default 1000)')
+    db.add_argument('--changes-turns', type=int, default=60,
+                    help='turns of the capture benchmark; each variant runs once per turn (default 60)')
     p.add_argument('--candidate', type=Path,
                    help='a directory holding a changed copy of the jet_sqla package: the protocol and reference '
                         'benchmarks serve it too, in the same rounds, to show what the change buys')
@@ -123,7 +126,7 @@ def machine() -> str:
 
 def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[Section]:
     """Run the selected benchmarks; ``emit`` each section's table as soon as it is done."""
-    from bench import bulk, fk_options, jobs, protocol, select_all, server_stack, starvation, versus_reference
+    from bench import bulk, changes, fk_options, jobs, protocol, select_all, server_stack, starvation, versus_reference
     from bench.jet_app import prepare_database
     from bench.postgres import private_database
     from bench.serving import RECOMMENDED, LoadSettings, ServerPool
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
             if name in args.only:
                 started = time.monotonic()
                 done(name, benchmark(), started)
-    if ('bulk' in args.only and 'postgresql' in args.bulk_databases) or {'fk', 'select_all', 'jobs'} & set(args.only):
+    if ('bulk' in args.only and 'postgresql' in args.bulk_databases) or {'fk', 'select_all', 'jobs', 'changes'} & set(args.only):
         with private_database(args.postgres_url) as engine:
             if 'bulk' in args.only and 'postgresql' in args.bulk_databases:
                 started = time.monotonic()
@@ -175,6 +178,9 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> list[S
                 started = time.monotonic()
                 done('jobs', jobs.run(engine, args.jobs_records[0], args.jobs_request_ids[0],
                                       broker=args.jobs_broker, chunk_size=args.jobs_chunk_size), started)
+            if 'changes' in args.only:
+                started = time.monotonic()
+                done('changes', changes.run(engine, args.changes_size, turns=args.changes_turns), started)
     if 'bulk' in args.only and 'mariadb' in args.bulk_databases:
         with private_database(args.mariadb_url) as engine:
             started = time.monotonic()
@@ -196,7 +202,7 @@ def summary(sections: Sequence[Section]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.monotonic()
-    header = (f'jet_sqla benchmarks, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n'
+    header = (f'jet_sqla benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n'
               f'machine: {machine()}\ncommand: python -m bench {" ".join(argv if argv is not None else sys.argv[1:])}\n')
     print(header, flush=True)
     sections = run(args, emit=lambda text: print(text, flush=True))

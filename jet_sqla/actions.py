@@ -4,7 +4,10 @@ One execute_action reads top to bottom in :meth:`Executor.execute`: check who
 may run it, parse the ids, validate the form, then, inside one transaction,
 claim the idempotency key, load every record the action needs in a
 deadlock-safe order, call the function, encode its result and log the run.
-The transaction commits only when all of that succeeded.
+The transaction commits only when all of that succeeded; a dry run goes the
+same way and is always rolled back. When someone will read them (a dry run,
+or change history), the run's row changes are captured on its session by
+:class:`~jet_sqla.changes.ChangeCapture`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session
 from . import database, encoding
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
 from .catalog import Catalog, Collection
+from .changes import DEFAULT_MAX_CHANGES, ChangeCapture
 from .declaration import Action, ActionContext, Actor
 from .errors import (
     Conflict,
@@ -96,7 +100,8 @@ class ExecuteRequest:
             for a shared-token request.
     """
 
-    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key', 'inverse', 'grant')
+    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key', 'inverse', 'grant',
+                 'dry_run', 'undo_of')
 
     def __init__(
         self,
@@ -109,6 +114,8 @@ class ExecuteRequest:
         idempotency_key: str | None = None,
         inverse: bool = False,
         grant: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        undo_of: int | None = None,
     ) -> None:
         self.action = action
         self.collection = collection
@@ -118,6 +125,10 @@ class ExecuteRequest:
         self.idempotency_key = idempotency_key
         self.inverse = inverse
         self.grant = grant
+        #: Run as usual, report the changes, and roll back.
+        self.dry_run = dry_run
+        #: The log id of the run this one undoes (set by ``undo_run`` only).
+        self.undo_of = undo_of
 
 
 def raw_ids(params: Mapping[str, Any], limit: int) -> list[Any]:
@@ -159,6 +170,8 @@ class Executor:
         retries: How many times a deadlocked run is tried again before the
             function has returned.
         permissions: Checks Jet's own permissions of a JWT's grant; ``None`` when off.
+        history: Store each audited run's changes in its log row.
+        max_changes: Rows a capture itemizes at most.
     """
 
     def __init__(
@@ -172,6 +185,8 @@ class Executor:
         max_job_ids: int = 10_000_000,
         jobs: JobQueue | None = None,
         permissions: JetPermissions | None = None,
+        history: bool = False,
+        max_changes: int = DEFAULT_MAX_CHANGES,
     ) -> None:
         self.catalog = catalog
         self.sessions = sessions
@@ -181,6 +196,8 @@ class Executor:
         self.max_job_ids = max_job_ids
         self.jobs = jobs
         self.permissions = permissions
+        self.history = history and audit is not None
+        self.max_changes = max_changes
 
     def execute(self, request: ExecuteRequest) -> bytes:
         """Run ``request`` and return the JSON response body.
@@ -196,19 +213,26 @@ class Executor:
             ids=[],
             params=request.params,
             actor=request.actor,
-            idempotency_key=request.idempotency_key,
+            # A dry run writes nothing, so there is nothing for a key to guard.
+            idempotency_key=None if request.dry_run else request.idempotency_key,
+            undo_of=request.undo_of,
         )
         try:
             if not action.permits(request.actor):
                 raise Forbidden(f'You may not run {action.name!r}')
+            if request.dry_run and not action.preview:
+                raise MessageError(f'{action.name!r} cannot be previewed: it was declared with preview=False',
+                                   code='preview_refused')
             collection = action.collection_for(request.collection)
             entry.collection = collection.name if collection is not None else None
             if self.permissions is not None:
                 self.permissions.check(request.grant, collection)
             ids = self._ids(action, collection, request.params, request.inverse)
+            if request.dry_run and action.background and action.for_instance and not request.inverse:
+                ids = sorted(ids)[:action.chunk_size]  # the first chunk, as the job would cut it
             entry.ids = ids
             values = action.form.validate(request.params)
-            if request.idempotency_key is not None:
+            if entry.idempotency_key is not None:
                 if self.audit is None:
                     raise IdempotencyNeedsAudit()
                 hashed = {**request.params, 'inverseIds': True} if request.inverse else request.params
@@ -229,6 +253,9 @@ class Executor:
             if failure is error:
                 raise
             raise failure from error
+        if request.dry_run and self.audit is not None:
+            entry.outcome = 'dry_run'
+            self.audit.record_failure(entry)  # its transaction was rolled back: logged apart, like a failure
         log.info(
             'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(entry.ids),
                                  'outcome': entry.outcome, 'duration_ms': round(entry.duration_ms or 0, 2)},
@@ -260,13 +287,14 @@ class Executor:
         while True:
             attempt += 1
             stage = ['running']  # then 'returned' when the function has returned, 'committing' at the COMMIT
-            attempt_once = self._accept_job if request.action.background else self._attempt
+            # A dry run of a background action runs its first chunk here, as a request, and rolls it back.
+            attempt_once = self._accept_job if request.action.background and not request.dry_run else self._attempt
             try:
                 return attempt_once(request, collection, ids, values, entry, stage)
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:
-                    request_hash, response, owner = stored
+                    request_hash, response, log_id, owner = stored
                     if owner is not None and owner != key_owner(entry.actor):
                         # Another actor's key: its response is not this caller's to see.
                         log.warning('idempotency key of %s reused by %s for %r; refused', owner,
@@ -277,7 +305,8 @@ class Executor:
                         raise Conflict('This idempotency key was used for a different request') from None
                     if response is not None:
                         entry.outcome = 'replayed'
-                        return response
+                        # A job's answer names its job, not a run: its chunks are the runs.
+                        return response if request.action.background else _with_run(response, log_id)
                 if attempt > self.retries:
                     raise Conflict('This idempotency key is in use by a run that has not finished') from None
             except Exception as error:
@@ -302,8 +331,15 @@ class Executor:
         # PERF: a run that loads nothing, is handed no session and logs nothing runs
         # outside any transaction: an empty one (Session, BEGIN, COMMIT) cost more
         # than all the rest of such a request.
-        transactional = action.needs_session or self.audit is not None or entry.idempotency_key is not None
-        with self._transaction() if transactional else nullcontext() as session:
+        # Captured only when someone reads it: without a dry run or history, no listener is attached.
+        capture = ChangeCapture(self.catalog, max_changes=self.max_changes) if (
+            request.dry_run or self.history) else None
+        transactional = (action.needs_session or self.audit is not None or entry.idempotency_key is not None
+                         or request.dry_run)
+        with (self._transaction(commit=not request.dry_run) if transactional else nullcontext()) as session, \
+                ExitStack() as capturing:
+            if capture is not None and session is not None:
+                capturing.enter_context(capture.attached(session))
             if entry.idempotency_key is not None:
                 assert self.audit is not None and session is not None
                 self.audit.claim(session, entry)
@@ -316,17 +352,25 @@ class Executor:
                 entry.ids = _keys(collection, arguments[action.instance_parameter])  # what ran, not what was left out
             result = action.function(**arguments)
             stage[0] = 'returned'
-            body = _result_body(action, result)
             if session is not None:
                 session.flush()
+            report = capture.report() if capture is not None else None
+            if report is not None and request.dry_run and action.background:
+                report = {**report, 'first_chunk_only': True, 'chunk_size': action.chunk_size}
+            body = _result_body(action, result, report if request.dry_run else None)
             entry.outcome = 'success'
             entry.duration_ms = (time.perf_counter() - started) * 1000
             entry.response = body
+            if report is not None:
+                entry.changes = encoding.dumps(report)
+            if request.dry_run:
+                stage[0] = 'rolling back'  # leaving the block rolls back
+                return body
             if self.audit is not None:
                 assert session is not None
                 self.audit.record_success(session, entry)
             stage[0] = 'committing'  # leaving the block commits
-        return body
+        return _with_run(body, entry.log_id)
 
     def _accept_job(
         self, request: ExecuteRequest, collection: Collection | None, ids: list[Any],
@@ -386,7 +430,7 @@ class Executor:
             stage = 'running'
             try:
                 values = action.form.validate(chunk.params)
-                with self._transaction() as session:
+                with self._transaction() as session, ExitStack() as capturing:
                     if not chunk.claim(session):
                         return 'skipped'
                     if action.timeout is not None:
@@ -396,10 +440,17 @@ class Executor:
                     if action.for_instance and not ids:  # every record of the range was excluded, or is gone
                         chunk.complete(session, 0)
                         return 'done'
+                    # A chunk is a run: with history on, its log row holds its changes like any other.
+                    capture = ChangeCapture(self.catalog, max_changes=self.max_changes) if self.history else None
+                    if capture is not None:
+                        capturing.enter_context(capture.attached(session))
                     result = action.function(**self._arguments(session, request, chunk.collection, ids, values))
                     stage = 'returned'
                     entry.response = _result_body(action, result)
                     session.flush()
+                    if capture is not None:
+                        entry.changes = encoding.dumps(capture.report())
+                        capturing.close()
                     entry.outcome = 'success'
                     entry.duration_ms = (time.perf_counter() - started) * 1000
                     if self.audit is not None:
@@ -455,9 +506,11 @@ class Executor:
                            f'at most {self.max_ids}')
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self.sessions() as session, session.begin():
+    def _transaction(self, *, commit: bool = True) -> Iterator[Session]:
+        with self.sessions() as session, session.begin() as transaction:
             yield session
+            if not commit:
+                transaction.rollback()
 
     def _arguments(
         self, session: Session, request: ExecuteRequest, collection: Collection | None,
@@ -481,7 +534,11 @@ class Executor:
             arguments[field.name] = instances[0]
         if request.inverse:
             assert collection is not None and collection.pk_attribute and action.instance_parameter
-            instances = self._select(session, action, Selection(collection, ids, inverse=True))
+            selection = Selection(collection, ids, inverse=True)
+            if request.dry_run and action.background:  # the first chunk only, as the job would cut it
+                instances = next(selection.iter_instance_chunks(session, action.chunk_size, lock=action.lock), [])
+            else:
+                instances = self._select(session, action, selection)
             ids = _keys(collection, instances)  # what ran, not what was left out
             arguments[action.instance_parameter] = instances
         elif action.instance_parameter is not None:
@@ -497,6 +554,7 @@ class Executor:
                 request=request.request,
                 action=action.name,
                 params=request.params,
+                dry_run=request.dry_run,
             )
             arguments.update(dict.fromkeys(action.context_parameters, context))
         arguments.update(dict.fromkeys(action.session_parameters, session))
@@ -524,13 +582,26 @@ def _keys(collection: Collection, instances: list[Any]) -> list[Any]:
     return [getattr(instance, collection.pk_attribute) for instance in instances]
 
 
-def _result_body(action: Action, result: Any) -> bytes:
-    """``{"result": true, ...}`` with the action's dict merged in, encoded before the commit."""
+def _result_body(action: Action, result: Any, dry_run: Mapping[str, Any] | None = None) -> bytes:
+    """``{"result": true, ...}`` with the action's dict merged in, encoded before the commit.
+
+    A dry run's changes come last, so that no key the function returns can hide them.
+    """
+    if result is not None and not isinstance(result, Mapping):
+        raise TypeError(f'action {action.name!r} returned {type(result).__name__}; return a dict or None')
+    if dry_run is not None:
+        return encoding.dumps({'result': True, **(result or {}), 'dry_run': True, **dry_run})
     if result is None:
         return b'{"result":true}'
-    if not isinstance(result, Mapping):
-        raise TypeError(f'action {action.name!r} returned {type(result).__name__}; return a dict or None')
     return encoding.dumps({'result': True, **result})
+
+
+def _with_run(body: bytes, log_id: int | None) -> bytes:
+    """The response with ``"run": <log id>`` added; the stored response leaves it out, as it is not known yet."""
+    if log_id is None or not body.endswith(b'}'):
+        return body
+    return body[:-1] + b',"run":' + str(log_id).encode() + b'}'
+
 
 
 def _as_jet_error(error: BaseException, action: str) -> JetError:

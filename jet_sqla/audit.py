@@ -5,6 +5,10 @@ both persist or neither does. A failed run's row is written after the
 rollback, in a transaction of its own. A run with an idempotency key claims
 its key first, inside the action's transaction: a concurrent run with the same
 key waits on the unique index, then finds the stored response.
+
+With change history on, a success's row also holds the run's changes
+(:mod:`jet_sqla.changes`), in the same insert; an undo's row names the run it
+reverts in ``undo_of``, which is unique.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     'action_log',
     'bounded',
     'fingerprint',
+    'is_secret',
     'key_owner',
     'metadata',
     'redact',
@@ -74,6 +79,10 @@ action_log = sa.Table(
     sa.Column('response', _LONG_TEXT),
     # Who used the key first: a key belongs to one actor (migration jet_sqla_0002).
     sa.Column('key_owner', sa.String(255)),
+    # Change history (jet_sqla_0004): what a successful run changed, and the run an undo reverts.
+    sa.Column('changes', _LONG_TEXT),
+    # Unique: a run is undone at most once, even by two undos racing each other.
+    sa.Column('undo_of', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), unique=True),
 )
 
 #: The most characters stored in a bounded column (``error``, ``actor``): MySQL's TEXT holds
@@ -126,6 +135,11 @@ _SECRET_KEY = re.compile(
 )
 
 
+def is_secret(key: str) -> bool:
+    """Whether a key (or a column name) looks like it holds a secret."""
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` with the values of secret-looking keys replaced, at any depth."""
     if isinstance(value, Mapping):
@@ -172,6 +186,12 @@ class AuditEntry:
     error: str | None = None
     duration_ms: float | None = None
     response: bytes | None = None
+    #: The run's change history, already encoded; ``None`` when not kept.
+    changes: bytes | None = None
+    #: The log id of the run an undo reverts.
+    undo_of: int | None = None
+    #: This run's own log id, once its row is written.
+    log_id: int | None = None
     created_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     def row(self) -> dict[str, Any]:
@@ -189,6 +209,8 @@ class AuditEntry:
             'request_hash': self.request_hash,
             'response': self.response.decode() if self.response is not None else None,
             'key_owner': key_owner(self.actor) if self.idempotency_key is not None else None,
+            'changes': self.changes.decode() if self.changes is not None else None,
+            'undo_of': self.undo_of,
         }
 
 
@@ -214,21 +236,23 @@ class AuditLog:
             KeyClaimed: another run has committed, or holds, the same key.
         """
         try:
-            session.execute(action_log.insert().values(entry.row()))
+            result = session.execute(action_log.insert().values(entry.row()))
         except exc.IntegrityError:
             raise KeyClaimed(entry.idempotency_key) from None
+        entry.log_id = _inserted_id(result)
 
-    def stored(self, key: str) -> tuple[str | None, bytes | None, str | None] | None:
-        """``(request_hash, response, key_owner)`` committed under ``key``, or ``None``."""
+    def stored(self, key: str) -> tuple[str | None, bytes | None, int, str | None] | None:
+        """``(request_hash, response, log id, key_owner)`` committed under ``key``, or ``None``."""
         with self.engine.connect() as connection:
             row = connection.execute(
                 sa.select(action_log.c.idempotency_key, action_log.c.request_hash, action_log.c.response,
-                          action_log.c.key_owner).where(action_log.c.idempotency_key == key)
+                          action_log.c.id, action_log.c.key_owner).where(action_log.c.idempotency_key == key)
             ).first()
         # Compared again here, byte for byte: no collation may decide which key is which.
         if row is None or row.idempotency_key != key:
             return None
-        return row.request_hash, row.response.encode() if row.response is not None else None, row.key_owner
+        return (row.request_hash, row.response.encode() if row.response is not None else None, int(row.id),
+                row.key_owner)
 
     def record_success(self, session: Session, entry: AuditEntry) -> None:
         """Log a success inside the action's transaction; completes a claimed row."""
@@ -238,15 +262,21 @@ class AuditLog:
                 action_log.update().where(action_log.c.idempotency_key == entry.idempotency_key).values(values)
             )
         else:
-            session.execute(action_log.insert().values(values))
+            entry.log_id = _inserted_id(session.execute(action_log.insert().values(values)))
 
     def record_failure(self, entry: AuditEntry) -> None:
-        """Log a failure in a transaction of its own; never raises."""
+        """Log a failure (or a dry run) in a transaction of its own; never raises."""
         try:
             values = entry.row()
             values['idempotency_key'] = None  # a failed run does not use up its key
             values['key_owner'] = None
+            values['undo_of'] = None  # nor does a failed undo mark its run as undone
             with self.engine.begin() as connection:
-                connection.execute(action_log.insert().values(values))
+                entry.log_id = _inserted_id(connection.execute(action_log.insert().values(values)))
         except Exception:  # noqa: BLE001 - the client's answer must not depend on the log
             log.exception('could not write the audit row of a failed %r run', entry.action)
+
+
+def _inserted_id(result: sa.Result[Any]) -> int | None:
+    key = result.inserted_primary_key  # type: ignore[attr-defined]
+    return int(key[0]) if key is not None and key[0] is not None else None

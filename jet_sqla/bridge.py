@@ -18,7 +18,9 @@ from .actions import ExecuteRequest, Executor
 from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
+from .changes import DEFAULT_MAX_CHANGES
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
+from .history import RunHistory
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
 from .integrations.sqlmodel_sessions import session_class_for
 from .jobs import DEFAULT_QUEUE, Jobs
@@ -81,6 +83,10 @@ class Bridge:
         max_body_size: Bodies over this many bytes get a 413.
         max_ids: Requests naming more ids get a 413.
         audit: Log every run in ``jet_sqla_action_log`` and allow idempotency keys.
+        history: Also store what each successful run changed (``get_run``,
+            ``list_runs``, ``undo_run``); on by default with ``audit``.
+        max_changes: Rows a dry run or a history entry itemizes at most; past
+            them, only the counts grow and the run says ``truncated``.
         console: Serve the console page at ``{prefix}/console/``.
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
@@ -129,6 +135,8 @@ class Bridge:
         query_timeout: float | None = DEFAULT_QUERY_TIMEOUT,
         max_search_length: int = MAX_SEARCH_LENGTH,
         jet_permissions: bool = False,
+        history: bool | None = None,
+        max_changes: int = DEFAULT_MAX_CHANGES,
         broker: str | None = None,
         max_job_ids: int = 10_000_000,
         job_queue: str | None = None,
@@ -171,6 +179,8 @@ class Bridge:
         if jet_permissions and not self.authenticator.accepts_jwt:
             raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
         self._permissions = JetPermissions() if jet_permissions else None
+        self._history_wanted = audit if history is None else history
+        self._max_changes = max_changes
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
@@ -210,7 +220,9 @@ class Bridge:
         self.audit = AuditLog(engine) if self._audit_wanted else None
         self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
                                  max_ids=self._max_ids, retries=self._retries, permissions=self._permissions,
-                                 max_job_ids=self._max_job_ids)
+                                 max_job_ids=self._max_job_ids,
+                                 history=self._history_wanted, max_changes=self._max_changes)
+        self.history = RunHistory(engine, self.catalog, self.actions, self.executor, enabled=self.executor.history)
         #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
         #: carry the statement timeout (see database.read_engine); elsewhere, or when the app's own
         #: sessions must carry its filters, ``engine`` itself (each read then sets the bound).
@@ -219,7 +231,7 @@ class Bridge:
             if self.read_engine is not engine else self.sessions
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
                                      read_sessions, self.messages, engine=self.read_engine,
-                                     listing=self.console, read_timeout=self._query_timeout,
+                                     listing=self.console, history=self.history, read_timeout=self._query_timeout,
                                      max_search_length=self._max_search_length)
         #: Background runs: recorded, published, run chunk by chunk, and reported (jet_sqla.jobs).
         self.jobs = Jobs(engine, self.catalog, self.actions, self.executor, context=self._run_context,
@@ -288,6 +300,7 @@ class Bridge:
         icon: str | None = None,
         background: bool = False,
         chunk_size: int | None = None,
+        preview: bool = True,
     ) -> Callable[[F], F]: ...
 
     def action(self, function: F | None = None, /, **options: Any) -> F | Callable[[F], F]:
@@ -312,6 +325,8 @@ class Bridge:
                 per chunk of ``chunk_size`` records (500), each chunk in its own
                 transaction.
             chunk_size: Records per chunk of a background record action.
+            preview: ``False`` refuses dry runs (for actions whose effects
+                outside the database cannot be skipped).
 
         Raises:
             TypeError, ValueError, NotFound: the declaration cannot work.
@@ -365,6 +380,7 @@ class Bridge:
         params: Mapping[str, Any] | None = None,
         actor: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        dry_run: bool = False,
         inverse: bool = False,
     ) -> dict[str, Any]:
         """Run an action as execute_action would, without HTTP; returns the decoded response.
@@ -378,7 +394,7 @@ class Bridge:
         self._require_database()
         with self.app_context() if self.app_context is not None else nullcontext():
             body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
-                                                        idempotency_key=idempotency_key, inverse=inverse))
+                                                        idempotency_key=idempotency_key, inverse=inverse, dry_run=dry_run))
         result: dict[str, Any] = encoding.loads(body)
         return result
 
@@ -447,7 +463,7 @@ class Bridge:
             'openapi': openapi.document(prefix=self.prefix, max_body_size=self.max_body_size,
                                         max_ids=self.executor.max_ids,
                                         collections=tuple(collection.name for collection in self.catalog),
-                                        listing=self.console),
+                                        listing=self.console, history=self.executor.history),
         }
 
 

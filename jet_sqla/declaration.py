@@ -39,9 +39,11 @@ class ActionContext:
         request: The framework's request object (a ``falcon.Request``), or ``None``.
         action: The action's name.
         params: The form values as submitted, before coercion.
+        dry_run: This run is a preview: its transaction will be rolled back, so
+            skip what it would do outside the database (mail, webhooks).
     """
 
-    __slots__ = ('session', 'collection', 'model', 'ids', 'actor', 'request', 'action', 'params')
+    __slots__ = ('session', 'collection', 'model', 'ids', 'actor', 'request', 'action', 'params', 'dry_run')
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class ActionContext:
         request: Any,
         action: str,
         params: Mapping[str, Any],
+        dry_run: bool = False,
     ) -> None:
         self.session = session
         self.collection = collection
@@ -63,6 +66,7 @@ class ActionContext:
         self.request = request
         self.action = action
         self.params = params
+        self.dry_run = dry_run
 
     def __repr__(self) -> str:
         return f'<ActionContext {self.action} on {self.collection} ids={self.ids!r}>'
@@ -74,7 +78,7 @@ class Action:
     __slots__ = (
         'name', 'function', 'collections', 'for_instance', 'bulk', 'form', 'lock', 'allow', 'timeout',
         'label', 'description', 'instance_parameter', 'context_parameters', 'session_parameters',
-        'needs_session', 'background', 'chunk_size', 'icon',
+        'needs_session', 'background', 'chunk_size', 'icon', 'preview',
     )
 
     def __init__(
@@ -97,6 +101,7 @@ class Action:
         background: bool = False,
         chunk_size: int = 500,
         icon: str | None = None,
+        preview: bool = True,
     ) -> None:
         self.name = name
         self.icon = icon
@@ -116,6 +121,8 @@ class Action:
         #: Runs as a background job (jet_sqla.jobs): record actions once per chunk of ``chunk_size`` records.
         self.background = background
         self.chunk_size = chunk_size
+        #: Dry runs are allowed; ``False`` for actions whose outside effects cannot be skipped.
+        self.preview = preview
         #: The run loads records or hands out the session, so it needs a transaction.
         self.needs_session = bool(
             for_instance or self.context_parameters or self.session_parameters or timeout is not None
@@ -145,6 +152,8 @@ class Action:
         else:
             described['common_action'] = {}
         described['params'] = self.form.describe()
+        if not self.preview:
+            described['preview'] = False
         return described
 
     def collection_for(self, requested: Any) -> Collection | None:
@@ -187,6 +196,7 @@ def declare_action(
     background: bool = False,
     chunk_size: int | None = None,
     icon: str | None = None,
+    preview: bool = True,
 ) -> Action:
     """Build an :class:`Action` from a function and the decorator's arguments.
 
@@ -268,6 +278,7 @@ def declare_action(
         background=background,
         chunk_size=chunk_size or 500,
         icon=icon,
+        preview=preview,
     )
 
 

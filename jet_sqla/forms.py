@@ -34,7 +34,7 @@ class _Missing:
 MISSING: Any = _Missing()
 
 #: Keys of an execute_action's params that belong to the request, not to the form.
-RESERVED_KEYS = frozenset({'ids', 'id', 'idempotency_key'})
+RESERVED_KEYS = frozenset({'ids', 'id', 'idempotency_key', 'dry_run'})
 
 
 _TEXT_FIELDS = frozenset({Field.CHAR, Field.TEXT, Field.CODE, Field.SQL, Field.TRANSLATABLE})

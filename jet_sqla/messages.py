@@ -25,6 +25,7 @@ from . import database, encoding, listing
 from .actions import ExecuteRequest, Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
+from .coerce import coerce_bool
 from .declaration import ActionRegistry
 from .dialect import read_execute_params
 from .errors import (
@@ -38,6 +39,7 @@ from .errors import (
     ServerBusy,
     StatementTimeout,
 )
+from .history import RunHistory
 from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
 from .reads import read_connection
 
@@ -48,8 +50,11 @@ __all__ = [
     'GET_ELEMENT_STATUS',
     'GET_FIELD_OPTIONS',
     'GET_JOB',
+    'GET_RUN',
     'LIST_RECORDS',
+    'LIST_RUNS',
     'MAX_DEPTH',
+    'UNDO_RUN',
     'Dispatcher',
     'Handlers',
     'add_handler',
@@ -64,6 +69,10 @@ GET_FIELD_OPTIONS = 'get_field_options'
 GET_ELEMENT_STATUS = 'get_element_status'
 #: jet_sqla's read-only listing of a collection's rows, used by the console.
 LIST_RECORDS = 'list_records'
+#: Change history (with ``audit=True``): one run, the runs, and taking one back.
+GET_RUN = 'get_run'
+LIST_RUNS = 'list_runs'
+UNDO_RUN = 'undo_run'
 #: A background run's progress, and stopping it (jet_sqla.jobs).
 GET_JOB = 'get_job'
 CANCEL_JOB = 'cancel_job'
@@ -138,6 +147,7 @@ class Dispatcher:
             run; past it the database stops it and the client gets a 504.
             ``None``: no bound.
         max_search_length: The longest ``q``, in characters.
+        history: Answers ``get_run``, ``list_runs`` and ``undo_run``.
     """
 
     def __init__(
@@ -153,6 +163,7 @@ class Dispatcher:
         listing: bool = False,
         read_timeout: float | None = None,
         max_search_length: int = MAX_SEARCH_LENGTH,
+        history: RunHistory | None = None,
     ) -> None:
         self.catalog = catalog
         self.read_timeout = read_timeout
@@ -174,6 +185,11 @@ class Dispatcher:
         }
         if listing:
             self._routes[LIST_RECORDS] = self.list_records
+        if history is not None:
+            self.history = history
+            self._routes[GET_RUN] = lambda params, identity, request: history.get_run(params, identity.actor)
+            self._routes[LIST_RUNS] = lambda params, identity, request: history.list_runs(params, identity.actor)
+            self._routes[UNDO_RUN] = self.undo_run
         #: Called before each message; the bridge starts its embedded job runner there, in the serving process.
         self.before: Callable[[], None] | None = None
 
@@ -265,8 +281,14 @@ class Dispatcher:
             raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         return self.executor.execute(
             ExecuteRequest(action, collection=params.get('model'), params=form, actor=identity.actor,
-                           request=request, idempotency_key=key, inverse=inverse, grant=identity.grant)
+                           request=request, idempotency_key=key, inverse=inverse, grant=identity.grant,
+                           dry_run=_dry_run(params, form))
         )
+
+    def undo_run(self, params: Any, identity: Identity, request: Any) -> bytes:
+        if identity.read_only:
+            raise Forbidden('Read-only users may not undo runs')
+        return self.history.undo_run(params, identity.actor, request)
 
     def get_field_options(self, params: Any, identity: Identity, request: Any) -> bytes:
         field = params.get('field')
@@ -368,6 +390,17 @@ class Dispatcher:
             'labels': labels,
             'has_more': len(rows) > query.limit,
         })
+
+
+def _dry_run(params: Mapping[str, Any], form: Mapping[str, Any]) -> bool:
+    """``dry_run`` beside ``name``, or inside the form: a boolean, or its usual spellings."""
+    raw = params.get('dry_run', form.get('dry_run'))
+    if raw is None or raw is False:
+        return False
+    try:
+        return coerce_bool(raw)
+    except ValueError:
+        raise InvalidParams({'dry_run': 'expected true or false'}) from None
 
 
 def _listable(value: Any) -> Any:

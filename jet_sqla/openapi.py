@@ -15,7 +15,17 @@ from typing import Any
 
 from . import encoding, problems
 from .fields import Field
-from .messages import CANCEL_JOB, EXECUTE_ACTION, GET_ACTION_LIST, GET_FIELD_OPTIONS, GET_JOB, LIST_RECORDS
+from .messages import (
+    CANCEL_JOB,
+    EXECUTE_ACTION,
+    GET_ACTION_LIST,
+    GET_FIELD_OPTIONS,
+    GET_JOB,
+    GET_RUN,
+    LIST_RECORDS,
+    LIST_RUNS,
+    UNDO_RUN,
+)
 from .options import MAX_LIMIT, MAX_OFFSET, MAX_SEARCH_LENGTH
 
 __all__ = ['ERROR_STATUSES', 'build_document', 'document']
@@ -29,7 +39,8 @@ ERROR_STATUSES: dict[int, str] = {
     401: 'No credentials, or credentials that do not verify.',
     403: 'Valid credentials that may not do this: another project, a read-only user, or `allow=`.',
     404: 'An unknown action, collection, field, or records (`missing_ids` lists them).',
-    409: 'The action conflicts with existing data, or an idempotency key was reused for another request.',
+    409: ('The action conflicts with existing data, an idempotency key was reused for another request, or an '
+          'undo found rows changed since the run (`conflicts` lists them; nothing was written).'),
     413: ('The body is over `max_body_size` bytes, or the request names (or selects, with `inverseIds`) '
           'more than `max_ids` records.'),
     500: 'The action raised an unexpected exception; it was rolled back and the log has the details.',
@@ -44,6 +55,9 @@ _MESSAGE_SCHEMAS = {
     EXECUTE_ACTION: 'ExecuteAction',
     GET_FIELD_OPTIONS: 'GetFieldOptions',
     LIST_RECORDS: 'ListRecords',
+    GET_RUN: 'GetRun',
+    LIST_RUNS: 'ListRuns',
+    UNDO_RUN: 'UndoRun',
     GET_JOB: 'GetJob',
     CANCEL_JOB: 'CancelJob',
 }
@@ -56,6 +70,7 @@ _JOB_PARAMS = {
 }
 
 _ID = {'oneOf': [{'type': 'string'}, {'type': 'integer'}], 'description': 'A primary key, as text or a number.'}
+_RUN_ID = {'type': 'integer', 'minimum': 1, 'description': 'A log id, as execute_action answers it in `run`.'}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -117,6 +132,7 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
                 'properties': {
                     'name': {'type': 'string', 'minLength': 1, 'description': "The action's name."},
                     'model': {'type': 'string', 'description': 'The collection, for an action that serves several.'},
+                    'dry_run': {'type': 'boolean', 'description': 'Run, answer the changes, and roll back.'},
                     'ids': {**ids, 'description': "The records, beside the form (Jet Admin's client sends them "
                                                   'here); if the form has ids too, they must agree.'},
                     'id': _ID,
@@ -161,6 +177,31 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
             "A page of a collection's rows, in primary-key order.",
             params_required=True,
         ),
+        'GetRun': _message(GET_RUN, {'type': 'object', 'required': ['run'], 'properties': {'run': _RUN_ID}},
+                           'One logged run, with the changes it made (audit=True).', params_required=True),
+        'ListRuns': _message(
+            LIST_RUNS,
+            {
+                'type': 'object',
+                'properties': {
+                    'action': {'type': 'string'},
+                    'collection': {'type': 'string'},
+                    'id': {**_ID, 'description': 'Only runs that changed this record of `collection`.'},
+                    'limit': {'type': 'integer', 'minimum': 1, 'maximum': 500},
+                    'after': {**_RUN_ID, 'description': 'Only runs older than this one (the `next` of a page).'},
+                },
+            },
+            'Logged runs, newest first (audit=True).',
+            params_required=False,
+        ),
+        'UndoRun': _message(UNDO_RUN, {'type': 'object', 'required': ['run'], 'properties': {'run': _RUN_ID}},
+                            'Revert a run from its change history, as a run of its own.', params_required=True),
+        'Run': {'type': 'object', 'required': ['run', 'action', 'outcome'], 'additionalProperties': True,
+                'properties': {'run': {'type': 'integer'}, 'action': {'type': 'string'}, 'outcome': {'type': 'string'},
+                               'changes': {'type': ['array', 'null']}, 'counts': {'type': 'object'}}},
+        'RunsPage': {'type': 'object', 'required': ['runs', 'has_more'],
+                     'properties': {'runs': {'type': 'array', 'items': _ref('Run')}, 'has_more': {'type': 'boolean'},
+                                    'next': {'type': ['integer', 'null']}}},
         'FormField': {
             'type': 'object',
             'required': ['name', 'field', 'required', 'params'],
@@ -296,6 +337,7 @@ def build_document(
     max_ids: int = 100_000,
     collections: Sequence[str] = (),
     listing: bool = False,
+    history: bool = False,
     title: str = 'jet_sqla',
     version: str = '0.1.0',
 ) -> dict[str, Any]:
@@ -307,6 +349,7 @@ def build_document(
         max_ids: The ids limit, stated in the document.
         collections: Collection names, given as examples.
         listing: The server answers ``list_records`` (it does when the console is on).
+        history: The server keeps change history (``get_run``, ``list_runs``, ``undo_run``).
         title: The API's title.
         version: The API's version.
     """
@@ -314,11 +357,13 @@ def build_document(
     example_model = collections[0] if collections else 'users'
     messages = [GET_ACTION_LIST, EXECUTE_ACTION, GET_FIELD_OPTIONS, GET_JOB, CANCEL_JOB] + (
         [LIST_RECORDS] if listing else [])
+    if history:
+        messages += [GET_RUN, LIST_RUNS, UNDO_RUN]
     examples: dict[str, Any] = {GET_ACTION_LIST: {'value': {'name': GET_ACTION_LIST}}}
     if listing:
         examples[LIST_RECORDS] = {'value': {'name': LIST_RECORDS, 'params': {'model': example_model}}}
     results = {'ActionList': GET_ACTION_LIST, 'ActionResult': EXECUTE_ACTION, 'Options': GET_FIELD_OPTIONS,
-               'RecordsPage': LIST_RECORDS, 'JobState': GET_JOB}
+               'RecordsPage': LIST_RECORDS, 'JobState': GET_JOB, 'Run': GET_RUN, 'RunsPage': LIST_RUNS}
     return {
         'openapi': OPENAPI_VERSION,
         'info': {
@@ -404,7 +449,7 @@ def build_document(
 @functools.lru_cache(maxsize=32)
 def document(
     *, prefix: str = '/api', max_body_size: int = 1024 * 1024, max_ids: int = 100_000,
-    collections: tuple[str, ...] = (), listing: bool = False,
+    collections: tuple[str, ...] = (), listing: bool = False, history: bool = False,
 ) -> bytes:
     """The OpenAPI document as JSON bytes, built once per set of settings."""
     # PERF: served on every GET of openapi.json; the bytes never change for these settings.
@@ -413,4 +458,5 @@ def document(
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
         version = '0'
     return encoding.dumps(build_document(prefix=prefix, max_body_size=max_body_size, max_ids=max_ids,
-                                         collections=collections, listing=listing, version=version))
+                                         collections=collections, listing=listing, history=history,
+                                         version=version))

@@ -135,10 +135,10 @@ def database_sections() -> dict[str, Section]:
     """The PostgreSQL benchmarks, run once together (they share their private database), by name."""
     require_server(POSTGRES_URL)
     require_server(MARIADB_URL)
-    sections = run_bench('--only', 'bulk,fk,select_all', '--postgres-url', POSTGRES_URL, '--mariadb-url', MARIADB_URL,
+    sections = run_bench('--only', 'bulk,fk,select_all,changes', '--postgres-url', POSTGRES_URL, '--mariadb-url', MARIADB_URL,
                          '--bulk-sizes', '600', '--bulk-rows', '2000',
                          '--bulk-repeats', '1', '--fk-rows', '5000', '--fk-search', '7', '--fk-rounds', '1',
-                         '--select-all-sizes', '1200')
+                         '--select-all-sizes', '1200', '--changes-size', '50', '--changes-turns', '2')
     return {section.benchmark + (' mariadb' if 'MariaDB' in section.title else ''): section for section in sections}
 
 
@@ -155,6 +155,12 @@ def test_select_all(database_sections: dict[str, Section]) -> None:
     section = assert_measured(database_sections['select_all'], rows=2)
     statements = [check.value for check in section.checks if 'statements' in check.name]
     assert statements == [5]  # count(*), the excluded ids' count, and 3 keyset pages of 500
+
+
+def test_changes(database_sections: dict[str, Section]) -> None:
+    section = assert_measured(database_sections['changes'], rows=5)
+    assert [check.name for check in section.checks] == [
+        'no dry run, no audit: now / before capture', 'audit + history / audit without history']
 
 
 def test_fk_options(database_sections: dict[str, Section]) -> None:

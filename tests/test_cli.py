@@ -250,17 +250,11 @@ class TestActionsCommand:
         engine.dispose()
 
 
-#: The newest revision of jet_sqla's own tables, as the scripts shipped with it say.
-NEWEST = migrations.heads()[0]
-#: The revision before it, where one step down leads.
-PREVIOUS = ScriptDirectory.from_config(migrations.config()).get_revision(NEWEST).down_revision  # type: ignore[union-attr]
-
-
 class TestDbCommand:
     def test_upgrade_current_downgrade(self, db_url: str) -> None:
         engine = fresh_engine(db_url)
         shown = engine.url.render_as_string(hide_password=True)
-        head = 'jet_sqla_0003'
+        head = 'jet_sqla_0004'
         assert invoke('db', 'current', '--database-url', db_url).stdout == (
             f'none: jet_sqla tables are not created; run `jet-sqla db upgrade` (newest: {head})\n')
         assert invoke('db', 'upgrade', '--database-url', db_url).stdout == (
@@ -270,10 +264,13 @@ class TestDbCommand:
         assert invoke('db', 'current', env={'JET_SQLA_DATABASE_URL': db_url}).stdout == f'{head} (newest)\n'
         # One step by default, then all the way with 'base'.
         assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: {head} -> {PREVIOUS}\n')
+            f'jet_sqla tables of {shown}: {head} -> jet_sqla_0003\n')
+        assert 'changes' not in {column['name'] for column in sa.inspect(engine).get_columns('jet_sqla_action_log')}
+        assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
+            f'jet_sqla tables of {shown}: jet_sqla_0003 -> jet_sqla_0002\n')
         assert not sa.inspect(engine).has_table('jet_sqla_job')
         assert invoke('db', 'downgrade', 'base', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: {PREVIOUS} -> none\n')
+            f'jet_sqla tables of {shown}: jet_sqla_0002 -> none\n')
         assert not sa.inspect(engine).has_table('jet_sqla_action_log')
         engine.dispose()
 

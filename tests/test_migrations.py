@@ -20,7 +20,7 @@ from jet_sqla.jobs import tables as _job_tables  # noqa: F401 - the job tables j
 
 JET_TABLES = {'jet_sqla_action_log', 'jet_sqla_job', 'jet_sqla_job_chunk', migrations.VERSION_TABLE}
 #: The newest revision shipped.
-HEAD = 'jet_sqla_0003'
+HEAD = 'jet_sqla_0004'
 
 
 def schema_differences(engine: sa.Engine, metadata: sa.MetaData) -> list[object]:
@@ -49,6 +49,7 @@ class TestStandalone:
         # MySQL reports a unique constraint as a unique index: either way, the key is unique.
         unique_columns = [c['column_names'] for c in unique] + [i['column_names'] for i in indexes if i['unique']]
         assert ['idempotency_key'] in unique_columns
+        assert ['undo_of'] in unique_columns  # a run is undone at most once
 
     def test_the_comparison_notices_a_drift(self, engine: sa.Engine) -> None:
         """The check above could fail: a table that differs by one column is reported."""

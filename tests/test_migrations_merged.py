@@ -1,7 +1,7 @@
 """jet_sqla's revisions inside a user's own Alembic tree, as the README tells users to run them.
 
 The merged-tree workflow (``alembic merge heads``, or ``upgrade heads``), the
-``alembic stamp jet_sqla_0001`` step when moving from ``jet-sqla db upgrade``
+``alembic stamp <current revision>`` step when moving from ``jet-sqla db upgrade``
 to the merged tree, and what a config without ``path_separator`` does.
 """
 

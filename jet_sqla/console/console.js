@@ -69,6 +69,7 @@
   function showLogin(message, keepTyped) {
     $('app').hidden = true;
     $('signout').hidden = true;
+    $('history').hidden = true;
     $('login').hidden = false;
     $('login-error').textContent = message || '';
     $('token-input').setAttribute('aria-invalid', message ? 'true' : 'false');
@@ -95,6 +96,7 @@
     $('login').hidden = true;
     $('app').hidden = false;
     $('signout').hidden = false;
+    $('history').hidden = false;
     try {
       state.actions = await call('get_action_list');
       if (!Array.isArray(state.actions)) throw new ApiError(500, { detail: 'get_action_list did not return a list.' });
@@ -113,6 +115,7 @@
     connect();
   });
   $('signout').addEventListener('click', () => signOut(''));
+  $('history').addEventListener('click', () => showHistory());  // not the event as `after`
 
   // ---------- action list ----------
   function renderActionList() {
@@ -196,13 +199,17 @@
     ctx.controls = params.map((p) => makeField(p, ctx));
     const runBtn = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'run-action' }, 'Run');
     ctx.runBtn = runBtn;
+    // A dry run: the action runs and is rolled back; the server answers what it would change.
+    const previewBtn = action.preview === false ? null : h('button', { type: 'button', class: 'btn', 'data-testid': 'preview-action',
+      title: 'Run it, show what it would change, and roll it back', onclick: () => run(ctx, true) }, 'Preview');
+    ctx.previewBtn = previewBtn;
     const form = h('form', { class: 'action-form', novalidate: true, 'aria-labelledby': 'pane-title',
       onsubmit: (e) => { e.preventDefault(); run(ctx); },
       onkeydown: (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); } } },
     ctx.controls.length
       ? [h('p', { class: 'muted small' }, 'Fields marked ', h('span', { class: 'req' }, '*'), ' are required.'), ctx.controls.map((c) => c.wrap)]
       : h('p', { class: 'muted' }, 'This action takes no parameters.'),
-    h('div', { class: 'form-actions' }, runBtn,
+    h('div', { class: 'form-actions' }, runBtn, previewBtn,
       h('span', { class: 'muted small' }, entry.record ? (entry.bulk ? 'Runs once with all selected records.' : 'Runs once per selected record.') : '')));
     $('pane').replaceChildren(...[
       h('h2', { id: 'pane-title', tabindex: '-1' }, labelOf(action)),
@@ -549,7 +556,7 @@
   }
 
   // ---------- run ----------
-  async function run(ctx) {
+  async function run(ctx, dryRun) {
     if (state.running) return;
     const { entry } = ctx;
     ctx.controls.forEach((c) => c.setError(''));
@@ -570,14 +577,26 @@
     const send = (extra) => {
       const params = { name: entry.action.name, params: { ...extra, ...values } };
       if (entry.model !== null) params.model = entry.model;
+      if (dryRun) params.dry_run = true;
       return call('execute_action', params);
     };
     state.running = true;
     ctx.runBtn.disabled = true;
-    ctx.runBtn.textContent = 'Running…';
-    showResult('busy', 'Running…', []);
+    if (ctx.previewBtn) ctx.previewBtn.disabled = true;
+    ctx.runBtn.textContent = dryRun ? 'Previewing…' : 'Running…';
+    showResult('busy', dryRun ? 'Previewing…' : 'Running…', []);
     try {
-      if (!entry.record || entry.bulk) {
+      if (dryRun) {
+        // One preview per request the run would make; their changes are shown together.
+        const batches = !entry.record || entry.bulk ? [entry.record ? { ids } : {}] : ids.map((id) => ({ ids: [id] }));
+        const answers = [];
+        try {
+          for (const extra of batches) answers.push(await send(extra));
+          showPreview(answers);
+        } catch (e) {
+          showError(e, ctx);
+        }
+      } else if (!entry.record || entry.bulk) {
         try {
           const res = await send(entry.record ? { ids } : {});
           if (res && typeof res.job === 'string') showJob(res, entry.record && rec); else showSuccess(res);
@@ -599,10 +618,11 @@
         }
         showResult(ok === ids.length ? 'ok' : 'error', `${ok} of ${ids.length} succeeded`, [h('ul', { class: 'per-record' }, rows)]);
       }
-      if (entry.record && state.rec === rec) loadRecords(rec.offset);
+      if (entry.record && state.rec === rec && !dryRun) loadRecords(rec.offset);
     } finally {
       state.running = false;
       ctx.runBtn.disabled = false;
+      if (ctx.previewBtn) ctx.previewBtn.disabled = false;
       ctx.runBtn.textContent = 'Run';
     }
   }
@@ -701,6 +721,114 @@
       if (other.length) out.append(h('ul', null, other));
     }
     return out;
+  }
+
+  // ---------- changes: previews, history, undo ----------
+  const shown = (v) => (v === undefined ? '—' : v === null ? 'null' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  function changesTable(changes) {
+    const rows = [];
+    for (const c of changes) {
+      const id = c.id === undefined ? '' : valueKey(c.id);
+      if (c.op && c.op.startsWith('bulk_')) {
+        rows.push(h('tr', { class: 'op-bulk' }, h('td', null, c.collection), h('td', null, '—'),
+          h('td', { colspan: '2' }, `${c.op.replace('_', ' ')}: ${c.rows} row${c.rows === 1 ? '' : 's'} (not itemized)`)));
+        continue;
+      }
+      for (const [column, value] of Object.entries(c.fields || {})) {
+        const [before, after] = c.op === 'update' ? value : c.op === 'insert' ? [undefined, value] : [value, undefined];
+        rows.push(h('tr', { class: `op-${c.op}` }, h('td', null, c.collection), h('td', null, h('code', null, id), ' ', h('span', { class: 'badge' }, c.op)),
+          h('td', null, h('code', null, column)), h('td', null, h('span', { class: 'before' }, shown(before)), ' → ', h('span', { class: 'after' }, shown(after)))));
+      }
+    }
+    if (!rows.length) return h('p', { class: 'muted' }, 'No rows changed.');
+    return h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'changes-table' },
+      h('thead', null, h('tr', null, h('th', null, 'Collection'), h('th', null, 'Id'), h('th', null, 'Column'), h('th', null, 'Before → after'))),
+      h('tbody', null, rows)));
+  }
+  function countsList(counts) {
+    const items = Object.entries(counts || {}).map(([collection, n]) => h('li', null, h('strong', null, collection), ': ',
+      Object.entries(n).filter(([, k]) => k).map(([op, k]) => `${k} ${op.replace('_', ' ')}`).join(', ') || 'nothing'));
+    return h('ul', { class: 'counts', 'data-testid': 'changes-counts' }, items);
+  }
+  function showPreview(answers) {
+    const changes = answers.flatMap((a) => a.changes || []);
+    const counts = {};
+    for (const a of answers) {
+      for (const [collection, n] of Object.entries(a.counts || {})) {
+        const into = counts[collection] || (counts[collection] = {});
+        for (const [op, k] of Object.entries(n)) into[op] = (into[op] || 0) + k;
+      }
+    }
+    const truncated = answers.some((a) => a.truncated);
+    showResult('ok', 'Preview: nothing was saved', [
+      h('p', null, 'The action ran and was rolled back. It would change:'), countsList(counts), changesTable(changes),
+      truncated ? h('p', { class: 'small muted' }, 'Only the first rows are listed; the counts are complete.') : null].filter(Boolean));
+  }
+
+  async function showHistory(after, keepResult) {
+    state.current = state.rec = null;
+    for (const b of document.querySelectorAll('.action-btn')) b.removeAttribute('aria-current');
+    const list = h('div', { class: 'table-wrap' }, h('p', { class: 'muted' }, 'Loading runs…'));
+    $('pane').replaceChildren(h('h2', { id: 'pane-title', tabindex: '-1' }, 'History'),
+      h('p', { class: 'muted' }, 'Recent runs, newest first. Open one to see what it changed, and undo it.'), list);
+    if (!keepResult) resetResult();
+    let page;
+    try {
+      page = await call('list_runs', after ? { limit: PAGE_SIZE, after } : { limit: PAGE_SIZE });
+    } catch (e) {
+      list.replaceChildren(errorDetails(e));
+      return;
+    }
+    if (!page.runs.length) { list.replaceChildren(h('p', { class: 'muted' }, 'No runs yet.')); return; }
+    list.replaceChildren(h('table', { 'data-testid': 'runs-table' },
+      h('thead', null, h('tr', null, ['Run', 'Time', 'Action', 'Collection', 'Outcome', ''].map((t) => h('th', null, t)))),
+      h('tbody', null, page.runs.map((r) => h('tr', { 'data-run': String(r.run) },
+        h('td', null, String(r.run)), h('td', null, r.time ? new Date(r.time).toLocaleString() : ''),
+        h('td', null, h('code', null, r.action), r.undo_of ? h('span', { class: 'small muted' }, ` of run ${r.undo_of}`) : null),
+        h('td', null, r.collection || '—'), h('td', null, h('span', { class: `badge outcome-${r.outcome}` }, r.outcome)),
+        h('td', null, h('button', { type: 'button', class: 'btn btn-small', 'data-testid': `open-run-${r.run}`, onclick: () => openRun(r.run) }, 'Open')))))));
+    if (page.has_more) list.append(h('button', { type: 'button', class: 'btn btn-small', onclick: () => showHistory(page.next) }, 'Older runs ›'));
+    $('pane-title').focus();
+  }
+  async function openRun(id) {
+    let run;
+    try {
+      run = await call('get_run', { run: id });
+    } catch (e) {
+      showError(e);
+      return;
+    }
+    const undoable = run.outcome === 'success' && Array.isArray(run.changes) && run.undone_by == null;
+    const undoBtn = undoable ? h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'undo-run', onclick: () => undo(run, undoBtn) }, 'Undo') : null;
+    showResult(run.outcome === 'success' ? 'ok' : 'error', `Run ${run.run}: ${run.action}`, [
+      h('p', { class: 'small muted' }, [run.time ? new Date(run.time).toLocaleString() : '', run.outcome,
+        run.actor && run.actor.user != null ? `by user ${run.actor.user}` : 'by a shared token'].filter(Boolean).join(' · ')),
+      run.undo_of ? h('p', null, `Undoes run ${run.undo_of}.`) : null,
+      run.undone_by ? h('p', { 'data-testid': 'undone-by' }, `Undone by run ${run.undone_by}.`) : null,
+      run.error ? h('p', null, run.error) : null,
+      run.changes ? [countsList(run.counts), changesTable(run.changes)] : h('p', { class: 'muted' }, 'No change history was kept for this run.'),
+      run.truncated ? h('p', { class: 'small muted' }, 'Only the first rows were kept; the counts are complete.') : null,
+      undoBtn ? h('div', { class: 'form-actions' }, undoBtn) : null].flat().filter(Boolean));
+  }
+  async function undo(run, btn) {
+    btn.disabled = true;
+    btn.textContent = 'Undoing…';
+    try {
+      const res = await call('undo_run', { run: run.run });
+      showResult('ok', `Run ${run.run} undone`, [h('p', { 'data-testid': 'undo-done' }, `Undone by run ${res.run}. The old values are back.`)]);
+      showHistory(undefined, true);
+    } catch (e) {
+      const out = [errorDetails(e)];
+      if (Array.isArray(e.body.conflicts)) {
+        out.push(h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'undo-conflicts' },
+          h('thead', null, h('tr', null, ['Collection', 'Id', 'Column', 'The run wrote', 'Now'].map((t) => h('th', null, t)))),
+          h('tbody', null, e.body.conflicts.map((c) => h('tr', null, h('td', null, c.collection), h('td', null, h('code', null, valueKey(c.id))),
+            h('td', null, c.column ? h('code', null, c.column) : '—'),
+            h('td', { colspan: c.column ? null : '2' }, c.column ? shown(c.expected) : c.reason),
+            c.column ? h('td', null, shown(c.actual)) : null))))));
+      }
+      showResult('error', e.status === 409 ? 'Not undone: rows changed since' : e.body.title || 'Not undone', out);
+    }
   }
 
   // ---------- boot ----------
