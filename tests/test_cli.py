@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy.orm import Session
 
-from jet_sqla import cli, migrations
+from jet_sqla import cli
 
 from . import models
 from .apps.cli_server import REPO, free_port, run, serving
