@@ -28,6 +28,8 @@ VARIANTS: Mapping[str, Stack] = {
     'gthread+freeze': Stack(gc_freeze=True),
     'gthread-8t': Stack(),
     'gthread-2n+1': Stack(),
+    # jet-sqla serve's default: gthread with requests read on the event loop (slowloris)
+    'buffering': Stack(worker_class='jet_sqla.workers.BufferingWorker'),
 }
 BASELINE = 'sync'
 _CORES = os.cpu_count() or 1
@@ -67,7 +69,7 @@ def _counted(name: str, workers: int, threads: int) -> Stack:
     return dataclasses.replace(
         variant,
         workers=counts.get('workers', workers),
-        threads=counts.get('threads', threads if variant.worker_class == 'gthread' else 1),
+        threads=counts.get('threads', threads if variant.worker_class != 'sync' else 1),
     )
 
 

@@ -58,7 +58,7 @@ class Stack:
 
     @property
     def label(self) -> str:
-        workers = f'{self.workers}w' + (f'x{self.threads}t' if self.worker_class == 'gthread' else '')
+        workers = f'{self.workers}w' + (f'x{self.threads}t' if self.worker_class != 'sync' else '')
         freeze = ', gc.freeze()' if self.gc_freeze else ''
         return f'{self.worker_class} {workers}, {self.parser} parser, {self.json}{freeze}'
 

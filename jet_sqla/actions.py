@@ -23,7 +23,7 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from . import database, encoding
-from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint
+from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
 from .catalog import Catalog, Collection
 from .changes import DEFAULT_MAX_CHANGES, ChangeCapture
 from .declaration import Action, ActionContext, Actor
@@ -35,9 +35,12 @@ from .errors import (
     InternalError,
     InvalidParams,
     JetError,
+    KeyBelongsToAnother,
+    LockNotGranted,
     MessageError,
     OutcomeUnknown,
     RecordsNotFound,
+    ServerBusy,
     StatementTimeout,
     TooLarge,
     ValueRefused,
@@ -291,7 +294,13 @@ class Executor:
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:
-                    request_hash, response, log_id = stored
+                    request_hash, response, log_id, owner = stored
+                    if owner is not None and owner != key_owner(entry.actor):
+                        # Another actor's key: its response is not this caller's to see.
+                        log.warning('idempotency key of %s reused by %s for %r; refused', owner,
+                                    key_owner(entry.actor), request.action.name)
+                        raise KeyBelongsToAnother('This idempotency key belongs to another user; '
+                                                  'use a key of your own') from None
                     if request_hash != entry.request_hash:
                         raise Conflict('This idempotency key was used for a different request') from None
                     if response is not None:
@@ -603,6 +612,15 @@ def _as_jet_error(error: BaseException, action: str) -> JetError:
         return StatementTimeout(f'{action!r} ran past its timeout and was rolled back')
     if database.is_retryable(error):
         return DatabaseUnavailable(f'{action!r} could not take its locks; it was rolled back, try again')
+    if database.is_lock_wait_timeout(error):
+        # Another run holds the row: the database is fine, and this run wrote nothing.
+        log.warning('action %r was not granted a lock in time: %s', action, type(error).__name__)
+        return LockNotGranted(f'{action!r} was not granted a lock in time (another run holds it); '
+                              'it was rolled back and nothing was written')
+    if database.is_pool_timeout(error):
+        log.warning('action %r found no free database connection', action)
+        return ServerBusy(f'The server is busy: every database connection is in use; {action!r} did not run, '
+                          'try again')
     if isinstance(error, exc.IntegrityError):
         log.warning('action %r violated a constraint: %s', action, error.orig)
         return Conflict(f'{action!r} conflicts with existing data; it was rolled back')

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,20 @@ from sqlalchemy.orm import Session
 
 from . import encoding
 
-__all__ = ['AuditEntry', 'AuditLog', 'KeyClaimed', 'action_log', 'fingerprint', 'is_secret', 'metadata', 'redact']
+__all__ = [
+    'MAX_TEXT',
+    'SHARED_TOKEN',
+    'AuditEntry',
+    'AuditLog',
+    'KeyClaimed',
+    'action_log',
+    'bounded',
+    'fingerprint',
+    'is_secret',
+    'key_owner',
+    'metadata',
+    'redact',
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,10 @@ metadata = sa.MetaData(naming_convention={
 
 # MySQL's TEXT holds 64 KiB; the ids and params of one bulk request may be larger.
 _LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), 'mysql', 'mariadb')
+# Keys compare byte for byte: MariaDB's default collations would make 'Key-x', 'KEY-x' and 'kéy-x'
+# one key, and silently not run three of four distinct requests. PostgreSQL's deterministic
+# collations and SQLite's BINARY already compare bytes. (Migration jet_sqla_0002.)
+_KEY = sa.String(255).with_variant(mysql.VARCHAR(255, charset='utf8mb4', collation='utf8mb4_bin'), 'mysql', 'mariadb')
 
 action_log = sa.Table(
     'jet_sqla_action_log',
@@ -56,14 +74,58 @@ action_log = sa.Table(
     sa.Column('outcome', sa.String(20), nullable=False),
     sa.Column('error', sa.Text),
     sa.Column('duration_ms', sa.Float),
-    sa.Column('idempotency_key', sa.String(255), unique=True),
+    sa.Column('idempotency_key', _KEY, unique=True),
     sa.Column('request_hash', sa.String(64)),
     sa.Column('response', _LONG_TEXT),
+    # Who used the key first: a key belongs to one actor (migration jet_sqla_0002).
+    sa.Column('key_owner', sa.String(255)),
     # Change history (jet_sqla_0004): what a successful run changed, and the run an undo reverts.
     sa.Column('changes', _LONG_TEXT),
     # Unique: a run is undone at most once, even by two undos racing each other.
     sa.Column('undo_of', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), unique=True),
 )
+
+#: The most characters stored in a bounded column (``error``, ``actor``): MySQL's TEXT holds
+#: 65,535 bytes, and 4-byte UTF-8 characters must fit too. Longer is cut, with a marker.
+MAX_TEXT = 16_000
+#: The owner of a key used with a shared token.
+SHARED_TOKEN = 'the shared token'
+#: JWT claims that name the user, in order of preference.
+_USER_CLAIMS = ('user_id', 'user', 'sub', 'id', 'email')
+
+
+def bounded(text: str | None, limit: int = MAX_TEXT) -> str | None:
+    """``text`` cut to at most ``limit`` characters, saying so, so that the row is always written."""
+    if text is None or len(text) <= limit:
+        return text
+    marker = f'… [truncated: {len(text)} characters in all]'
+    return text[: limit - len(marker)] + marker
+
+
+def _encoded(value: Any) -> str:
+    """Any value as JSON text for the log; never raises (a JWT may carry a claim past 64 bits)."""
+    try:
+        return encoding.dumps(value).decode()
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(repr(value)[:MAX_TEXT])
+
+
+def key_owner(actor: Mapping[str, Any] | None) -> str:
+    """Who an idempotency key belongs to: the JWT's user, or :data:`SHARED_TOKEN`."""
+    if actor is None:
+        return SHARED_TOKEN
+    for claim in _USER_CLAIMS:
+        value = actor.get(claim)
+        if value is not None and not isinstance(value, (dict, list)):
+            return bounded(f'{claim}:{value}', 255) or ''
+    # No user claim: the claims themselves, without the ones that change with each token.
+    stable = {key: value for key, value in actor.items() if key not in ('exp', 'iat', 'nbf', 'jti')}
+    return 'claims:' + hashlib.sha256(_encoded(stable).encode('utf-8', 'surrogatepass')).hexdigest()
+
 
 REDACTED = '[redacted]'
 # Errs on the side of hiding: a harmless key that looks secret is redacted too.
@@ -137,15 +199,16 @@ class AuditEntry:
             'created_at': self.created_at,
             'action': self.action,
             'collection': self.collection,
-            'ids': encoding.dumps([str(value) for value in self.ids]).decode(),
-            'params': encoding.dumps(redact(self.params)).decode(),
-            'actor': encoding.dumps(self.actor).decode() if self.actor is not None else None,
+            'ids': _encoded([str(value) for value in self.ids]),
+            'params': _encoded(redact(self.params)),
+            'actor': bounded(_encoded(self.actor)) if self.actor is not None else None,
             'outcome': self.outcome,
-            'error': self.error,
+            'error': bounded(self.error),
             'duration_ms': self.duration_ms,
             'idempotency_key': self.idempotency_key,
             'request_hash': self.request_hash,
             'response': self.response.decode() if self.response is not None else None,
+            'key_owner': key_owner(self.actor) if self.idempotency_key is not None else None,
             'changes': self.changes.decode() if self.changes is not None else None,
             'undo_of': self.undo_of,
         }
@@ -178,17 +241,18 @@ class AuditLog:
             raise KeyClaimed(entry.idempotency_key) from None
         entry.log_id = _inserted_id(result)
 
-    def stored(self, key: str) -> tuple[str | None, bytes | None, int] | None:
-        """``(request_hash, response, log id)`` committed under ``key``, or ``None``."""
+    def stored(self, key: str) -> tuple[str | None, bytes | None, int, str | None] | None:
+        """``(request_hash, response, log id, key_owner)`` committed under ``key``, or ``None``."""
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(action_log.c.request_hash, action_log.c.response, action_log.c.id).where(
-                    action_log.c.idempotency_key == key
-                )
+                sa.select(action_log.c.idempotency_key, action_log.c.request_hash, action_log.c.response,
+                          action_log.c.id, action_log.c.key_owner).where(action_log.c.idempotency_key == key)
             ).first()
-        if row is None:
+        # Compared again here, byte for byte: no collation may decide which key is which.
+        if row is None or row.idempotency_key != key:
             return None
-        return row.request_hash, row.response.encode() if row.response is not None else None, int(row.id)
+        return (row.request_hash, row.response.encode() if row.response is not None else None, int(row.id),
+                row.key_owner)
 
     def record_success(self, session: Session, entry: AuditEntry) -> None:
         """Log a success inside the action's transaction; completes a claimed row."""
@@ -202,13 +266,14 @@ class AuditLog:
 
     def record_failure(self, entry: AuditEntry) -> None:
         """Log a failure (or a dry run) in a transaction of its own; never raises."""
-        values = entry.row()
-        values['idempotency_key'] = None  # a failed run does not use up its key
-        values['undo_of'] = None  # nor does a failed undo mark its run as undone
         try:
+            values = entry.row()
+            values['idempotency_key'] = None  # a failed run does not use up its key
+            values['key_owner'] = None
+            values['undo_of'] = None  # nor does a failed undo mark its run as undone
             with self.engine.begin() as connection:
                 entry.log_id = _inserted_id(connection.execute(action_log.insert().values(values)))
-        except exc.SQLAlchemyError:
+        except Exception:  # noqa: BLE001 - the client's answer must not depend on the log
             log.exception('could not write the audit row of a failed %r run', entry.action)
 
 

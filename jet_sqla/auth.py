@@ -158,7 +158,7 @@ class Authenticator:
         grant = projects.get(self._project) if isinstance(projects, Mapping) else None
         if not isinstance(grant, Mapping):
             raise Forbidden('The JWT does not grant access to this project')
-        return Identity(claims, read_only=grant.get('read_only') is True, grant=grant)
+        return Identity(claims, read_only=_granted_read_only(grant.get('read_only')), grant=grant)
 
 
 def parse_credentials(header: str) -> list[tuple[str, str]]:
@@ -187,3 +187,15 @@ def parse_credentials(header: str) -> list[tuple[str, str]]:
     if not credentials:
         raise Unauthorized('Malformed Authorization header: expected "<scheme> <credential>"')
     return credentials
+
+
+#: ``read_only`` values that grant full access; any other value, ``"true"`` and ``1`` included, is read-only.
+_FULL_ACCESS = (None, False, 0, '', 'false', 'False', 'FALSE', '0', 'no', 'off')
+
+
+def _granted_read_only(value: Any) -> bool:
+    """Whether a grant's ``read_only`` restricts: when in doubt it does, never the other way round."""
+    if isinstance(value, (dict, list)):
+        return bool(value)
+    return not any(value is allowed or (type(value) is type(allowed) and value == allowed)
+                   for allowed in _FULL_ACCESS)

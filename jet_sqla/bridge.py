@@ -25,7 +25,7 @@ from .integrations.async_engines import is_async_engine, sync_engine_for, sync_u
 from .integrations.sqlmodel_sessions import session_class_for
 from .jobs import DEFAULT_QUEUE, Jobs
 from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
-from .options import FieldOptions
+from .options import MAX_SEARCH_LENGTH, FieldOptions
 from .params import Param
 from .permissions import JetPermissions
 from .sessions import SessionFactory, database_of, engines_of
@@ -33,7 +33,14 @@ from .sessions import SessionFactory, database_of, engines_of
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ['Bridge']
+__all__ = ['DEFAULT_POOL_TIMEOUT', 'DEFAULT_QUERY_TIMEOUT', 'Bridge', 'pool_options']
+
+#: Seconds an options or listing statement may run, by default: a label search answers in
+#: milliseconds, and a longer one holds a database backend for nothing.
+DEFAULT_QUERY_TIMEOUT = 5.0
+#: Seconds a request waits for a pooled connection in engines jet_sqla builds: well under a
+#: client's timeout (Jet Admin waits about 30 s), so a busy server says so instead of timing out.
+DEFAULT_POOL_TIMEOUT = 5.0
 
 log = logging.getLogger('jet_sqla')
 
@@ -84,6 +91,11 @@ class Bridge:
         cors_origins: Origins a browser may call from; ``None`` turns CORS off.
         retries: How many times a deadlocked run is retried.
         default_schema: The schema whose tables get unprefixed names.
+        query_timeout: Seconds each statement of an options or listing read may
+            run (a search, a page of rows); past it the database stops it and the
+            client gets a 504. ``None`` turns the bound off.
+        max_search_length: The longest search term ``q``, in characters; longer
+            gets a 400.
         broker: The Redis or RabbitMQ URL background actions are sent
             through, to ``jet-sqla worker`` processes. Defaults to
             ``JET_SQLA_BROKER_URL``; without one, they run on a thread pool
@@ -120,6 +132,8 @@ class Bridge:
         cors_origins: str | list[str] | None = '*',
         retries: int = 3,
         default_schema: str | None = None,
+        query_timeout: float | None = DEFAULT_QUERY_TIMEOUT,
+        max_search_length: int = MAX_SEARCH_LENGTH,
         jet_permissions: bool = False,
         history: bool | None = None,
         max_changes: int = DEFAULT_MAX_CHANGES,
@@ -174,6 +188,8 @@ class Bridge:
         self._audit_wanted = audit
         self._max_ids = max_ids
         self._retries = retries
+        self._query_timeout = query_timeout
+        self._max_search_length = max_search_length
         self._max_job_ids = max_job_ids
         self._jobs_options: dict[str, Any] = {
             'broker': broker or os.environ.get('JET_SQLA_BROKER_URL') or None,
@@ -207,9 +223,16 @@ class Bridge:
                                  max_job_ids=self._max_job_ids,
                                  history=self._history_wanted, max_changes=self._max_changes)
         self.history = RunHistory(engine, self.catalog, self.actions, self.executor, enabled=self.executor.history)
+        #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
+        #: carry the statement timeout (see database.read_engine); elsewhere, or when the app's own
+        #: sessions must carry its filters, ``engine`` itself (each read then sets the bound).
+        self.read_engine = database.read_engine(engine, self._query_timeout) if session_factory is None else engine
+        read_sessions: Callable[[], Session] = sessionmaker(self.read_engine, expire_on_commit=False) \
+            if self.read_engine is not engine else self.sessions
         self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     self.sessions, self.messages, engine=engine,
-                                     listing=self.console, history=self.history)
+                                     read_sessions, self.messages, engine=self.read_engine,
+                                     listing=self.console, history=self.history, read_timeout=self._query_timeout,
+                                     max_search_length=self._max_search_length)
         #: Background runs: recorded, published, run chunk by chunk, and reported (jet_sqla.jobs).
         self.jobs = Jobs(engine, self.catalog, self.actions, self.executor, context=self._run_context,
                          **self._jobs_options)
@@ -239,7 +262,8 @@ class Bridge:
         """
         engine: sa.Engine
         if isinstance(database_url, str):
-            engine = sa.create_engine(sync_url(database_url), pool_pre_ping=True)
+            engine = sa.create_engine(sync_url(database_url), pool_pre_ping=True,
+                                   **pool_options(sync_url(database_url)))
         elif isinstance(database_url, sa.Engine) and not is_async_engine(database_url):
             engine = database_url
         else:
@@ -441,6 +465,15 @@ class Bridge:
                                         collections=tuple(collection.name for collection in self.catalog),
                                         listing=self.console, history=self.executor.history),
         }
+
+
+def pool_options(database_url: str | sa.URL) -> dict[str, Any]:
+    """The pool settings of the engines jet_sqla builds: a pool timeout shorter than a client's."""
+    url = sa.make_url(database_url)
+    # An in-memory SQLite database has a SingletonThreadPool, which has no timeout to set.
+    if url.get_backend_name() == 'sqlite' and url.database in (None, '', ':memory:'):
+        return {}
+    return {'pool_timeout': DEFAULT_POOL_TIMEOUT}
 
 
 def _tokens(token: str | Sequence[str] | None) -> list[str]:

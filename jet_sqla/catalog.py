@@ -123,7 +123,8 @@ class Collection:
         label: The column whose value labels a row in options.
     """
 
-    __slots__ = ('name', 'model', 'table', 'pk', 'pk_attribute', 'label', '_coerce_pk', 'attribute_names')
+    __slots__ = ('name', 'model', 'table', 'pk', 'pk_attribute', 'label', '_coerce_pk', '_pk_bits',
+                 'attribute_names')
 
     def __init__(self, name: str, mapper: Mapper[Any], label: sa.Column[Any]) -> None:
         self.name = name
@@ -139,6 +140,7 @@ class Collection:
             self.pk_attribute = mapper.get_property_by_column(self.pk).key
         self.label = label
         self._coerce_pk: Coercer = _key_coercer(self.pk)
+        self._pk_bits = integer_range(self.pk.type) if self.pk is not None else None
         #: Attribute names by column, for the columns the class maps under another name.
         self.attribute_names: dict[sa.Column[Any], str] = {}
         for column in table.columns:
@@ -178,6 +180,14 @@ class Collection:
         """
         return self._coerce_pk(raw)
 
+    def can_exist(self, key: Any, dialect: str) -> bool:
+        """Whether ``key`` fits the primary key's column type on ``dialect``.
+
+        One that does not can name no row: it is simply missing, and is never
+        sent to a database that would refuse to bind it (PostgreSQL's int4).
+        """
+        return bool(fits_integer_column(self._pk_bits, key, dialect))
+
     def coerce_ids(self, raw_ids: Iterable[Any], field: str = 'ids') -> list[Any]:
         """Coerce ids, dropping duplicates and keeping the first-seen order.
 
@@ -212,6 +222,10 @@ class Collection:
         """
         assert self.pk_attribute is not None and self.pk is not None, \
             'a composite primary key cannot be loaded by id'
+        if self._pk_bits is not None:
+            # An id past the key's type names no row, and PostgreSQL would refuse to bind it.
+            dialect = session.get_bind(mapper=self.model).dialect.name
+            ids = [value for value in ids if fits_integer_column(self._pk_bits, value, dialect)]
         return loading.iter_by_pk(session, self.model, self.pk_attribute, self.pk, ids, lock=lock)
 
 
@@ -229,6 +243,31 @@ def _digit_ids(raw_ids: Iterable[Any]) -> list[int] | None:
     if all(type(raw) is str and len(raw) <= 18 and raw.isascii() and raw.isdigit() for raw in values):
         return list(dict.fromkeys(map(int, values)))
     return None
+
+
+def integer_range(column_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | None:
+    """The smallest and largest value an integer column type holds, or ``None`` for other types."""
+    stored = storage_type(column_type)
+    if isinstance(stored, sa.BigInteger):
+        bits = 64
+    elif isinstance(stored, sa.SmallInteger):
+        bits = 16
+    elif isinstance(stored, sa.Integer):
+        bits = 32
+    else:
+        return None
+    if getattr(stored, 'unsigned', False):  # MariaDB/MySQL
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def fits_integer_column(bounds: tuple[int, int] | None, value: Any, dialect: str) -> bool:
+    """Whether ``value`` can be stored in an integer column of ``bounds`` on ``dialect``."""
+    if bounds is None or not isinstance(value, int) or isinstance(value, bool):
+        return True
+    if dialect == 'sqlite':
+        bounds = -(2**63), 2**63 - 1  # every SQLite INTEGER holds 64 bits, whatever the declared type
+    return bool(bounds[0] <= value <= bounds[1])
 
 
 class Catalog:

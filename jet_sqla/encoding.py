@@ -98,6 +98,9 @@ else:
         try:
             encoded: bytes = orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
         except orjson.JSONEncodeError as error:
+            if 'exceeds 64-bit' in str(error):
+                # Any JSON number is a value (a JWT's exp: 2**64): the standard library writes it.
+                return _std_dumps(value)
             raise TypeError(str(error)) from None
         return encoded
 

@@ -25,10 +25,14 @@ __all__ = [
     'InternalError',
     'InvalidParams',
     'JetError',
+    'KeyBelongsToAnother',
+    'LockNotGranted',
     'MessageError',
     'NotFound',
     'OutcomeUnknown',
     'RecordsNotFound',
+    'SearchTooComplex',
+    'ServerBusy',
     'StatementTimeout',
     'TooLarge',
     'Unauthorized',
@@ -210,6 +214,27 @@ class Conflict(JetError):
     code = 'conflict'
 
 
+class KeyBelongsToAnother(Conflict):
+    """An idempotency key first used by another actor; its stored response is not theirs to see."""
+
+    code = 'idempotency_key_taken'
+
+
+class LockNotGranted(Conflict):
+    """A row lock was not granted in time (another run holds it); nothing was written."""
+
+    code = 'lock_not_granted'
+
+
+class SearchTooComplex(MessageError):
+    """The database refused a search pattern as too long or complex."""
+
+    code = 'search_too_complex'
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
 class TooLarge(JetError):
     """The body, or the number of ids, is over its limit."""
 
@@ -231,6 +256,13 @@ class OutcomeUnknown(DatabaseUnavailable):
     """
 
     code = 'outcome_unknown'
+
+
+class ServerBusy(JetError):
+    """Every database connection is in use and none came free in time; nothing was run."""
+
+    status = 503
+    code = 'server_busy'
 
 
 class StatementTimeout(JetError):

@@ -171,7 +171,8 @@ def missing_references(session: Session, references: Sequence[tuple[FormField, A
     missing: dict[str, str] = {}
     for field, key in references:
         assert field.related is not None
-        if session.get(field.related.model, key) is None:
+        dialect = session.get_bind(mapper=field.related.model).dialect.name
+        if not field.related.can_exist(key, dialect) or session.get(field.related.model, key) is None:
             missing[field.name] = f'no {field.related.name} record with id {key!r}'
     return missing
 

@@ -20,9 +20,11 @@ from .auth import Authenticator
 from .errors import (
     DatabaseUnavailable,
     InternalError,
+    InvalidParams,
     JetError,
     MessageError,
     OutcomeUnknown,
+    ServerBusy,
     TooLarge,
 )
 from .messages import Dispatcher
@@ -61,8 +63,8 @@ def _headers_for(error: JetError) -> dict[str, str]:
     headers: dict[str, str] = {}
     if error.status == 401:
         headers['WWW-Authenticate'] = 'Bearer, Token, ProjectToken, JWT'
-    if isinstance(error, DatabaseUnavailable) and not isinstance(error, OutcomeUnknown):
-        headers['Retry-After'] = '1'  # safe: nothing was written
+    if isinstance(error, (DatabaseUnavailable, ServerBusy)) and not isinstance(error, OutcomeUnknown):
+        headers['Retry-After'] = '1'  # safe: nothing was written (nor run, when the server was busy)
     return headers
 
 
@@ -129,13 +131,17 @@ class MessagesResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         identity = self.authenticator.authenticate(req.get_header('Authorization'))
+        key = req.get_header('Idempotency-Key')
+        if key is not None and not 0 < len(key) <= 255:
+            # Refused on every message, as the OpenAPI document says, not only where a key is used.
+            raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         message = self._read_message(req)
         resp.data = self.dispatcher.dispatch(
             message.get('name'),
             message.get('params'),
             identity,
             req,
-            idempotency_key=req.get_header('Idempotency-Key'),
+            idempotency_key=key,
         )
         resp.content_type = JSON
 
@@ -184,6 +190,22 @@ class HealthResource:
             resp.data = b'{"status":"ok"}'
         resp.content_type = JSON
 
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """As GET, and Falcon leaves the body out: load balancers probe with HEAD."""
+        self.on_get(req, resp)
+
+
+class ReadOnlyFiles:
+    """Static files that answer GET and HEAD only; any other method is a 405 JSON."""
+
+    def __init__(self, files: falcon.routing.StaticRoute) -> None:
+        self.files = files
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **kwargs: Any) -> None:
+        if req.method not in ('GET', 'HEAD'):
+            raise falcon.HTTPMethodNotAllowed(['GET', 'HEAD'])
+        self.files(req, resp)
+
 
 class RedirectResource:
     """Sends a GET elsewhere with a 301. No auth."""
@@ -229,7 +251,9 @@ def add_routes(
         app.add_route(f'{prefix}/openapi.json', StaticDocumentResource(openapi))
     if console:
         directory = importlib.resources.files('jet_sqla') / 'console'
-        app.add_static_route(f'{prefix}/console', str(directory), fallback_filename='index.html')
+        app.add_sink(ReadOnlyFiles(falcon.routing.StaticRoute(f'{prefix}/console', str(directory),
+                                                              fallback_filename='index.html')),
+                     f'{prefix}/console/')
         # Served without its slash, the page would resolve its relative links one level too high.
         # (An app that strips trailing slashes cannot tell the two apart, so it must not redirect.)
         if not app.req_options.strip_url_path_trailing_slash:

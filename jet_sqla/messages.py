@@ -35,9 +35,12 @@ from .errors import (
     JetError,
     MessageError,
     NotFound,
+    SearchTooComplex,
+    ServerBusy,
+    StatementTimeout,
 )
 from .history import RunHistory
-from .options import FieldOptions, OptionsSource, composite_foreign_key, parse_query
+from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
 from .reads import read_connection
 
 __all__ = [
@@ -140,6 +143,10 @@ class Dispatcher:
         handlers: This bridge's handler-style functions.
         listing: Answer ``list_records`` (the console's table of rows); off
             unless the console is on, so a token grants no raw reads by default.
+        read_timeout: Seconds each statement of an options or listing read may
+            run; past it the database stops it and the client gets a 504.
+            ``None``: no bound.
+        max_search_length: The longest ``q``, in characters.
         history: Answers ``get_run``, ``list_runs`` and ``undo_run``.
     """
 
@@ -154,9 +161,13 @@ class Dispatcher:
         *,
         engine: sa.Engine,
         listing: bool = False,
+        read_timeout: float | None = None,
+        max_search_length: int = MAX_SEARCH_LENGTH,
         history: RunHistory | None = None,
     ) -> None:
         self.catalog = catalog
+        self.read_timeout = read_timeout
+        self.max_search_length = max_search_length
         self.engine = engine
         self.actions = actions
         self.field_options = field_options
@@ -213,6 +224,17 @@ class Dispatcher:
         except JetError:
             raise
         except Exception as error:
+            if database.is_timeout(error):
+                log.warning('a %r read ran past its timeout of %s s and was stopped', name, self.read_timeout)
+                limit = f' of {self.read_timeout:g} s' if self.read_timeout is not None else ''
+                raise StatementTimeout(f'The {name!r} query ran past its timeout{limit} and was stopped; '
+                                       'narrow the search') from error
+            if database.is_pattern_too_complex(error):
+                raise SearchTooComplex('The search term is too long or complex for the database; shorten it') \
+                    from error
+            if database.is_pool_timeout(error):
+                log.warning('no database connection came free for %r', name)
+                raise ServerBusy('The server is busy: every database connection is in use; try again') from error
             # Options, listings and handlers read outside an action's transaction; an
             # outage there is as much the client's to retry as one inside an action.
             if database.is_unavailable(error):
@@ -272,7 +294,7 @@ class Dispatcher:
         field = params.get('field')
         if not isinstance(field, str) or not field:
             raise InvalidParams({'field': 'expected the name of a field'})
-        query = parse_query(params, identity.actor)
+        query = parse_query(params, identity.actor, max_search_length=self.max_search_length)
         source = self._options_source(params, field)
         if source is None:
             handler = self.handlers.get_handler(GET_FIELD_OPTIONS)
@@ -283,12 +305,14 @@ class Dispatcher:
             raise NotFound(f'Field {field[:100]!r} of {str(owner)[:100]!r} has no options{reason}')
         if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
+                self._limit_session(session)
                 options = source.options(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
             # Nor a transaction: see reads.py, which also says how a statement timeout fits such reads
             # (per pooled connection, not SET LOCAL, which needs a transaction).
             with read_connection(self.engine) as connection:
+                database.limit_reads(connection, self.read_timeout)
                 options = source.options(connection, query)
         else:
             options = source.options(None, query)
@@ -300,6 +324,14 @@ class Dispatcher:
             return ''
         composite = composite_foreign_key(self.catalog.get(model), field)
         return f': it is one column of the composite foreign key ({composite}), and alone names no row' if composite else ''
+
+    def _limit_session(self, session: Session) -> None:
+        """Bound the session's reads; a session with no default bind (binds per model) is left as it is."""
+        try:
+            connection = session.connection()
+        except sa.exc.UnboundExecutionError:
+            return
+        database.limit_reads(connection, self.read_timeout)
 
     def _options_source(self, params: Mapping[str, Any], field: str) -> OptionsSource | None:
         action_name = params.get('action')
@@ -316,13 +348,17 @@ class Dispatcher:
             if form_field is None and self.handlers.get_handler(GET_FIELD_OPTIONS) is None:
                 raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
             return form_field.options if form_field is not None else None
-        if params.get('model') in (None, ''):
-            # Neither said: name both ways of asking, not only the collection.
+        model = params.get('model')
+        if model is None or (model == '' and self.handlers.get_handler(GET_FIELD_OPTIONS) is None):
+            # Neither said: name both ways of asking, not only the collection. ("" is a string, as the
+            # document says: with a handler-style options function, it reaches the handler.)
             raise InvalidParams({'model': 'expected a collection name (or "action": an action\'s name)'})
         collection = self._collection(params.get('model'), allow_handler=True)
         return self.field_options.for_column(collection, field) if collection is not None else None
 
     def _collection(self, name: Any, *, allow_handler: bool = False) -> Collection | None:
+        if name == '' and allow_handler and self.handlers.get_handler(GET_FIELD_OPTIONS) is not None:
+            return None  # the document says a string, and "" is one: a handler may know what it means
         if not isinstance(name, str) or not name:
             raise InvalidParams({'model': 'expected a collection name'})
         if name in self.catalog:
@@ -341,6 +377,7 @@ class Dispatcher:
         statement = (sa.select(table).select_from(collection.model)
                      .order_by(*order).limit(query.limit + 1).offset(query.offset))
         with self.sessions() as session:
+            self._limit_session(session)
             rows = session.execute(statement).mappings().all()
             labels = listing.related_labels(session, collection, self.field_options, rows[: query.limit])
         # Listed by attribute name: a column mapped as ``state = mapped_column('status_col')`` is ``state``.

@@ -26,7 +26,7 @@ from .messages import (
     LIST_RUNS,
     UNDO_RUN,
 )
-from .options import MAX_LIMIT
+from .options import MAX_LIMIT, MAX_OFFSET, MAX_SEARCH_LENGTH
 
 __all__ = ['ERROR_STATUSES', 'build_document', 'document']
 
@@ -106,9 +106,11 @@ def _schemas(max_ids: int, messages: Sequence[str]) -> dict[str, Any]:
     }
     options_query = {
         'form': {'type': 'object', 'description': 'The other values of the form.'},
-        'q': {'type': 'string', 'description': 'A search term, matched case-insensitively.'},
+        'q': {'type': 'string', 'maxLength': MAX_SEARCH_LENGTH,
+              'description': 'A search term, matched case-insensitively. At most 200 characters by default '
+                             '(Bridge(max_search_length=)); longer is a 400.'},
         'limit': {'type': 'integer', 'minimum': 1, 'maximum': MAX_LIMIT},
-        'offset': {'type': 'integer', 'minimum': 0},
+        'offset': {'type': 'integer', 'minimum': 0, 'maximum': MAX_OFFSET},
         'after': {'description': 'Keyset paging: only options whose value comes after this one.'},
     }
     return {

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection, storage_type
+from .catalog import Catalog, Collection, fits_integer_column, integer_range, storage_type
 from .coerce import coercer_for_python_type
 from .colors import PALETTE, distinct_colors, stable_color
 from .errors import InvalidParams
@@ -26,6 +26,8 @@ from .errors import InvalidParams
 __all__ = [
     'DEFAULT_LIMIT',
     'MAX_LIMIT',
+    'MAX_OFFSET',
+    'MAX_SEARCH_LENGTH',
     'PALETTE',  # re-exported from colors.py, where it moved
     'CustomOptions',
     'EnumOptions',
@@ -42,6 +44,11 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: The longest search term, in characters. A search is a label lookup; a long one is only a way
+#: to make the database scan (a 100 KB term held a PostgreSQL backend for 22 s).
+MAX_SEARCH_LENGTH = 200
+#: The largest ``offset``: PostgreSQL binds it as a 32-bit integer.
+MAX_OFFSET = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +196,7 @@ class ForeignKeyOptions(OptionsSource):
         if column is None:
             raise ValueError(f'{related.name!r} has a composite primary key; it cannot back a foreign key field')
         self.value_column: sa.Column[Any] = column
+        self._value_bits = integer_range(column.type)
         # ``after`` is a value of the referenced column, which need not be the primary key.
         self._coerce_after = related.coerce_id if column is related.pk else _column_coercer(column)
         label = related.label
@@ -223,7 +231,13 @@ class ForeignKeyOptions(OptionsSource):
                 values['after'] = self._coerce_after(query.after)
             except ValueError as error:
                 raise InvalidParams({'after': str(error)}) from None
-        statement = self._statements[bool(query.q), query.after is not None]
+            dialect = (session.get_bind(mapper=self.related.model) if isinstance(session, Session)
+                       else session).dialect.name
+            if not fits_integer_column(self._value_bits, values['after'], dialect):
+                # Past the column's type: nothing comes after its largest value, everything after its smallest.
+                if values.pop('after') > 0:
+                    return []
+        statement = self._statements[bool(query.q), 'after' in values]
         # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
         rows = session.execute(statement, values).all()
         trim = self._trim
@@ -314,7 +328,8 @@ def composite_foreign_key(collection: Collection, field: str) -> str | None:
     return None
 
 
-def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = None) -> OptionsQuery:
+def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = None, *,
+                max_search_length: int = MAX_SEARCH_LENGTH) -> OptionsQuery:
     """Read ``form``, ``q``, ``limit``, ``offset`` and ``after`` from a message's params.
 
     Raises:
@@ -330,8 +345,10 @@ def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = Non
         errors['q'] = 'expected a string'
     elif q is not None and '\x00' in q:
         errors['q'] = 'must not contain NUL characters'
+    elif q is not None and len(q) > max_search_length:
+        errors['q'] = f'at most {max_search_length} characters, got {len(q)}'
     limit = _bounded_int(params.get('limit'), DEFAULT_LIMIT, 1, MAX_LIMIT, 'limit', errors)
-    offset = _bounded_int(params.get('offset'), 0, 0, 2**62, 'offset', errors)
+    offset = _bounded_int(params.get('offset'), 0, 0, MAX_OFFSET, 'offset', errors)
     if errors:
         raise InvalidParams(errors)
     return OptionsQuery(form=form, q=q or None, limit=limit, offset=offset, after=params.get('after'), actor=actor)

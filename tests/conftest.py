@@ -8,6 +8,7 @@ Override the URLs with ``JET_SQLA_TEST_POSTGRES_URL`` and ``JET_SQLA_TEST_MARIAD
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -239,7 +240,14 @@ class StatementLog:
         self.recording = False
 
     def selects(self) -> list[str]:
-        return [s for s in self.statements if s.lstrip().upper().startswith('SELECT')]
+        """The SELECTs. The bound on a read's statements is left out: PostgreSQL's ``set_config(…)``
+        SELECT, and MariaDB's ``SET STATEMENT max_statement_time=… FOR`` prefix."""
+        found = []
+        for statement in self.statements:
+            statement = re.sub(r'^\s*SET STATEMENT max_statement_time=\S+ FOR ', '', statement)
+            if statement.lstrip().upper().startswith('SELECT') and 'set_config(' not in statement:
+                found.append(statement)
+        return found
 
 
 @pytest.fixture

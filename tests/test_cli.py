@@ -145,10 +145,12 @@ class TestServeRefusesClearly:
 class TestServerSettings:
     def test_defaults_live_in_one_place(self) -> None:
         cores = len(os.sched_getaffinity(0))
-        assert cli.SERVE_DEFAULTS == cli.ServeDefaults(workers=max(2, cores), threads=8, worker_class='gthread',
+        assert cli.SERVE_DEFAULTS == cli.ServeDefaults(workers=max(2, cores), threads=8,
+                                                       worker_class='jet_sqla.workers.BufferingWorker',
                                                        bind='127.0.0.1:8000')
         help_text = invoke('serve', '--help').stdout
-        assert f'[default: {max(2, cores)}]' in help_text and '[default: gthread]' in help_text
+        assert f'[default: {max(2, cores)}]' in help_text
+        assert '[default:jet_sqla.workers.BufferingWorker]' in ''.join(help_text.split())
 
     def test_gunicorn_gets_the_settings_and_each_worker_its_own_pool(self, tmp_path: Path) -> None:
         os.environ['JET_SQLA_DATABASE_URL'] = sqlite_url(tmp_path)
@@ -259,14 +261,15 @@ class TestDbCommand:
         assert sa.inspect(engine).has_table('jet_sqla_action_log')
         assert sa.inspect(engine).has_table('jet_sqla_job')
         assert invoke('db', 'current', env={'JET_SQLA_DATABASE_URL': db_url}).stdout == f'{head} (newest)\n'
+        # One step by default, then all the way with 'base'.
         assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
             f'jet_sqla tables of {shown}: {head} -> jet_sqla_0003\n')
         assert 'changes' not in {column['name'] for column in sa.inspect(engine).get_columns('jet_sqla_action_log')}
         assert invoke('db', 'downgrade', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: jet_sqla_0003 -> jet_sqla_0001\n')
+            f'jet_sqla tables of {shown}: jet_sqla_0003 -> jet_sqla_0002\n')
         assert not sa.inspect(engine).has_table('jet_sqla_job')
         assert invoke('db', 'downgrade', 'base', '--database-url', db_url).stdout == (
-            f'jet_sqla tables of {shown}: jet_sqla_0001 -> none\n')
+            f'jet_sqla tables of {shown}: jet_sqla_0002 -> none\n')
         assert not sa.inspect(engine).has_table('jet_sqla_action_log')
         engine.dispose()
 
@@ -356,7 +359,7 @@ class TestServeProcess:
                 time.sleep(0.1)
             text = server.log()
         assert text.count('msg="Booting worker') == 3
-        assert 'msg="Using worker: gthread"' in text
+        assert 'msg="Using worker: jet_sqla.workers.BufferingWorker"' in text
         assert 'old-token' not in text and TOKEN not in text
 
     def test_reflects_native_postgresql_enums(self, tmp_path: Path) -> None:

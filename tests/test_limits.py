@@ -87,14 +87,15 @@ def assert_413(result: testing.Result, says: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def served_app(tmp_path: Path, **env: str) -> Iterator[apps.Gunicorn]:
+def served_app(tmp_path: Path, worker_class: str = 'gthread', **env: str) -> Iterator[apps.Gunicorn]:
     """:func:`create_app` under a real gunicorn (1 worker, 2 threads) over a fresh SQLite file with 3 counters."""
     url = f'sqlite:///{tmp_path / "served.db"}'
     engine = fresh_engine(url)
     add_counters(engine, 3)
     engine.dispose()
     with apps.gunicorn('tests.test_limits:create_app()', database_url=url, token=TOKEN,
-                       log_path=tmp_path / 'gunicorn.log', workers=1, threads=2, env=env) as server:
+                       log_path=tmp_path / 'gunicorn.log', workers=1, threads=2, env=env,
+                       worker_class=worker_class) as server:
         yield server
 
 
@@ -247,9 +248,13 @@ def add_counters_from(engine: sa.Engine, first: int, last: int) -> None:
 
 # --- over real HTTP: gunicorn -------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[apps.Gunicorn]:
-    with served_app(tmp_path_factory.mktemp('limits')) as served:
+#: gunicorn's threaded worker, and jet_sqla's, which reads each request before a thread sees it.
+WORKER_CLASSES = ['gthread', 'jet_sqla.workers.BufferingWorker']
+
+
+@pytest.fixture(scope='module', params=WORKER_CLASSES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[apps.Gunicorn]:
+    with served_app(tmp_path_factory.mktemp('limits'), worker_class=request.param) as served:
         yield served
 
 

@@ -112,8 +112,8 @@ class TestForeignKeys:
         with statements:
             found = options(client, 'accounts', 'owner_id', limit=3)
         assert len(found) == 3
-        assert len(statements.statements) == 1
-        assert 'LIMIT' in statements.statements[0].upper()
+        assert len(statements.selects()) == 1  # and on PostgreSQL, the statement timeout's set_config
+        assert 'LIMIT' in statements.selects()[0].upper()
 
     @pytest.mark.parametrize(('params', 'field'), [
         ({'limit': 0}, 'limit'), ({'limit': 501}, 'limit'), ({'limit': 'many'}, 'limit'), ({'limit': True}, 'limit'),

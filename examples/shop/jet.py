@@ -22,7 +22,9 @@ from .seed import CITIES, seed
 
 log = logging.getLogger(__name__)
 
-engine = sa.create_engine(os.environ.get('JET_SQLA_DATABASE_URL', 'sqlite:///shop.db'), pool_pre_ping=True)
+# pool_timeout: a busy server answers 503 "try again" well before a client gives up (SQLAlchemy waits 30 s).
+engine = sa.create_engine(os.environ.get('JET_SQLA_DATABASE_URL', 'sqlite:///shop.db'), pool_pre_ping=True,
+                         pool_timeout=5)
 if not os.environ.get('JET_SQLA_INSPECTING'):
     # `jet-sqla actions` only reads: it sets JET_SQLA_INSPECTING, and nothing is created, seeded or migrated.
     seed(engine)

@@ -19,8 +19,16 @@ from .failures import CommandFailed
 from .targets import Loaded, check_databases
 from .wire_errors import install as refuse_in_json
 
-__all__ = ['SERVE_DEFAULTS', 'GunicornServer', 'ServeDefaults', 'ServeLogger', 'check_bind', 'normalize_bind',
-           'serve_app']
+__all__ = [
+    'SERVE_DEFAULTS',
+    'GunicornServer',
+    'ServeDefaults',
+    'ServeLogger',
+    'check_bind',
+    'normalize_bind',
+    'raise_open_files_limit',
+    'serve_app',
+]
 
 
 def _cores() -> int:
@@ -43,7 +51,31 @@ class ServeDefaults(NamedTuple):
 #: core (at least 2) of 8 threads each. Threads let slow actions run beside the cheap messages
 #: without starving them; more processes than cores cost 7-15% more CPU per request, and 8
 #: threads cost nothing measurable over 4 while leaving twice the room for slow actions.
-SERVE_DEFAULTS = ServeDefaults(workers=max(2, _cores()), threads=8, worker_class='gthread', bind='127.0.0.1:8000')
+#: The worker class is gthread's, with requests read on the event loop before a thread sees them:
+#: plain gthread lets one idle socket hold a thread forever (slowloris; see jet_sqla.workers).
+SERVE_DEFAULTS = ServeDefaults(workers=max(2, _cores()), threads=8,
+                               worker_class='jet_sqla.workers.BufferingWorker', bind='127.0.0.1:8000')
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft limit of open files to its hard limit; returns ``(soft, hard)``.
+
+    Each connection, idle or not, is a file descriptor: the common soft limit of
+    1,024 would cap a worker below the 1,000 connections gunicorn lets it hold.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft, hard
 
 
 def normalize_bind(bind: str) -> str:
@@ -156,7 +188,7 @@ def check_worker_class(name: str) -> None:
         gunicorn_util.load_class(name, default='gthread', section='gunicorn.workers')
     except RuntimeError:
         raise CommandFailed(
-            f'--worker-class {name!r} cannot be loaded: use sync or gthread, '
+            f'--worker-class {name!r} cannot be loaded: use jet_sqla.workers.BufferingWorker, sync or gthread, '
             'or a class whose package is installed (gevent, eventlet, or module.Class)'
         ) from None
 
@@ -167,6 +199,7 @@ def serve_app(loaded: Loaded, *, bind: str, workers: int, threads: int, worker_c
     assert loaded.app is not None, 'load_target(build_app=True) builds the app'
     check_worker_class(worker_class)
     check_bind(bind)
+    raise_open_files_limit()
     check_databases(loaded.bridges)
     engines = _engines_in_process(loaded.bridges)
     for engine in engines:

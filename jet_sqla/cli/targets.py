@@ -16,7 +16,7 @@ import click
 import falcon
 import sqlalchemy as sa
 
-from ..bridge import Bridge
+from ..bridge import Bridge, pool_options
 from ..integrations.async_engines import sync_url
 from ..integrations.mounting import framework_of
 from .failures import CommandFailed, guarded, guarded_import
@@ -211,8 +211,12 @@ def make_engine(url: str) -> sa.Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() in ('postgresql', 'mysql', 'mariadb'):
         connect_args['connect_timeout'] = 10
-    return guarded(f'using {parsed.render_as_string(hide_password=True)}', sa.create_engine, parsed,
-                    pool_pre_ping=True, connect_args=connect_args)
+    options: dict[str, Any] = {'pool_pre_ping': True, 'connect_args': connect_args, **pool_options(parsed)}
+
+    def create() -> sa.Engine:
+        return sa.create_engine(parsed, **options)
+
+    return guarded(f'using {parsed.render_as_string(hide_password=True)}', create)
 
 
 def safe_url(engine: sa.Engine) -> str:

@@ -1,7 +1,7 @@
 """Create jet_sqla_job and jet_sqla_job_chunk: the state of background actions.
 
 Revision ID: jet_sqla_0003
-Revises: jet_sqla_0001
+Revises: jet_sqla_0002
 Create Date: 2026-12-01
 
 This is a frozen copy of ``jet_sqla.jobs.tables`` as of this revision; a test
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = 'jet_sqla_0003'
-down_revision = 'jet_sqla_0001'
+down_revision = 'jet_sqla_0002'
 branch_labels = None
 depends_on = None
 

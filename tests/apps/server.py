@@ -181,6 +181,7 @@ def gunicorn(
     workers: int = 4,
     threads: int = 2,
     env: Mapping[str, str] | None = None,
+    worker_class: str = 'gthread',
 ) -> Iterator[Gunicorn]:
     """Serve ``app`` (as ``'tests.apps.wallets:create_app()'``) on a free loopback port; always stopped on exit.
 
@@ -194,7 +195,7 @@ def gunicorn(
     # Port 0: the kernel picks a free port and gunicorn logs it, so no other run can race us for it.
     # No control socket: its default path is shared by every gunicorn of the machine.
     command = [sys.executable, '-m', 'gunicorn', app, '--bind', '127.0.0.1:0', '--workers', str(workers),
-               '--worker-class', 'gthread', '--threads', str(threads), '--no-control-socket',
+               '--worker-class', worker_class, '--threads', str(threads), '--no-control-socket',
                '--graceful-timeout', '3', '--timeout', '60']
     with open(log_path, 'ab') as log:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT,
