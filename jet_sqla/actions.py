@@ -16,145 +16,36 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, nullcontext
-from typing import Any, Protocol
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from . import database, encoding
+from .arguments import build_arguments
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
 from .catalog import Catalog, Collection
 from .changes import DEFAULT_MAX_CHANGES, ChangeCapture
-from .declaration import Action, ActionContext, Actor
+from .declaration import Action
 from .errors import (
     Conflict,
     DatabaseUnavailable,
     Forbidden,
     IdempotencyNeedsAudit,
-    InternalError,
     InvalidParams,
-    JetError,
     KeyBelongsToAnother,
-    LockNotGranted,
     MessageError,
     OutcomeUnknown,
-    RecordsNotFound,
-    ServerBusy,
-    StatementTimeout,
     TooLarge,
-    ValueRefused,
 )
 from .forms import missing_references
+from .outcomes import as_jet_error, result_body, with_run
 from .permissions import JetPermissions
-from .selection import Selection
+from .runs import ChunkRun, ExecuteRequest, JobQueue, raw_ids
+from .selection import Selection, check_exist, keys_of
 
-__all__ = ['ChunkRun', 'ExecuteRequest', 'Executor', 'JobQueue']
+__all__ = ['Executor']
 
 log = logging.getLogger(__name__)
-
-
-class JobQueue(Protocol):
-    """Where an accepted background run goes (:class:`jet_sqla.jobs.Jobs`)."""
-
-    def record(self, session: Session, action: Action, collection: Collection | None, selection: Selection | None,
-               params: Mapping[str, Any], actor: Actor | None) -> dict[str, Any]:
-        """Insert the job and its chunks in ``session``'s transaction; returns ``{"job", "total", "chunks"}``.
-
-        Raises:
-            TooLarge: the selection holds more than :attr:`Executor.max_job_ids` records.
-        """
-
-    def publish(self, receipt: Mapping[str, Any]) -> None:
-        """Hand the committed job to whatever runs its chunks."""
-
-
-class ChunkRun(Protocol):
-    """One delivery of one chunk of a background job, as :meth:`Executor.run_chunk` needs it."""
-
-    action: Action
-    collection: Collection | None
-    params: Mapping[str, Any]
-    actor: Actor | None
-
-    def claim(self, session: Session) -> bool:
-        """Lock the chunk's row; False when it is finished already, or its job was cancelled."""
-
-    def ids(self, session: Session) -> list[Any]:
-        """The chunk's ids, in primary-key order."""
-
-    def complete(self, session: Session, count: int) -> None:
-        """Mark the chunk done, in the transaction of its writes."""
-
-    def fail(self, session: Session, message: str) -> None:
-        """Mark the chunk failed, after its transaction was rolled back."""
-
-
-class ExecuteRequest:
-    """An execute_action message, parsed but not yet validated.
-
-    Attributes:
-        inverse: "Select all": the action runs on every record of the collection
-            except the ids listed (see :mod:`jet_sqla.selection`).
-        grant: The JWT's grant for the project, for ``jet_permissions``; ``None``
-            for a shared-token request.
-    """
-
-    __slots__ = ('action', 'collection', 'params', 'actor', 'request', 'idempotency_key', 'inverse', 'grant',
-                 'dry_run', 'undo_of')
-
-    def __init__(
-        self,
-        action: Action,
-        *,
-        collection: Any = None,
-        params: Mapping[str, Any] | None = None,
-        actor: Actor | None = None,
-        request: Any = None,
-        idempotency_key: str | None = None,
-        inverse: bool = False,
-        grant: Mapping[str, Any] | None = None,
-        dry_run: bool = False,
-        undo_of: int | None = None,
-    ) -> None:
-        self.action = action
-        self.collection = collection
-        self.params = params if params is not None else {}
-        self.actor = actor
-        self.request = request
-        self.idempotency_key = idempotency_key
-        self.inverse = inverse
-        self.grant = grant
-        #: Run as usual, report the changes, and roll back.
-        self.dry_run = dry_run
-        #: The log id of the run this one undoes (set by ``undo_run`` only).
-        self.undo_of = undo_of
-
-
-def raw_ids(params: Mapping[str, Any], limit: int) -> list[Any]:
-    """The ids of a request: ``ids`` as a list or a comma-separated string, or a single ``id``.
-
-    Raises:
-        InvalidParams: ``ids`` is of another type.
-        TooLarge: more than ``limit`` ids.
-    """
-    value = params.get('ids')
-    if value is None:
-        value = params.get('id')
-        if value is None or value == '':
-            return []
-        value = [value]
-    if isinstance(value, str):
-        if value.count(',') >= limit:
-            raise TooLarge(f'At most {limit} ids per request')
-        value = [part.strip() for part in value.split(',') if part.strip()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    elif not isinstance(value, list):
-        raise InvalidParams({'ids': 'expected a list of ids or a comma-separated string'})
-    if len(value) > limit:
-        raise TooLarge(f'At most {limit} ids per request, got {len(value)}')
-    return value
 
 
 class Executor:
@@ -239,7 +130,7 @@ class Executor:
                 entry.request_hash = fingerprint(action.name, entry.collection, ids, hashed)
             body = self._run_with_retries(request, collection, ids, values, entry)
         except Exception as error:
-            failure = _as_jet_error(error, action.name)
+            failure = as_jet_error(error, action.name)
             entry.outcome = 'rejected' if isinstance(failure, (InvalidParams, Forbidden, TooLarge)) else 'error'
             entry.error = failure.message
             entry.duration_ms = (time.perf_counter() - started) * 1000
@@ -306,7 +197,7 @@ class Executor:
                     if response is not None:
                         entry.outcome = 'replayed'
                         # A job's answer names its job, not a run: its chunks are the runs.
-                        return response if request.action.background else _with_run(response, log_id)
+                        return response if request.action.background else with_run(response, log_id)
                 if attempt > self.retries:
                     raise Conflict('This idempotency key is in use by a run that has not finished') from None
             except Exception as error:
@@ -347,9 +238,12 @@ class Executor:
                 assert session is not None
                 database.apply_timeout(session, action.timeout)
             # Without a session there is nothing to load and nothing to hand out: the form is all.
-            arguments = self._arguments(session, request, collection, ids, values) if session is not None else dict(values)
+            arguments = (
+                build_arguments(session, request, collection, ids, values, catalog=self.catalog, select=self._select)
+                if session is not None else dict(values)
+            )
             if request.inverse and collection is not None and action.instance_parameter is not None:
-                entry.ids = _keys(collection, arguments[action.instance_parameter])  # what ran, not what was left out
+                entry.ids = keys_of(collection, arguments[action.instance_parameter])  # what ran, not what was left out
             result = action.function(**arguments)
             stage[0] = 'returned'
             if session is not None:
@@ -357,7 +251,7 @@ class Executor:
             report = capture.report() if capture is not None else None
             if report is not None and request.dry_run and action.background:
                 report = {**report, 'first_chunk_only': True, 'chunk_size': action.chunk_size}
-            body = _result_body(action, result, report if request.dry_run else None)
+            body = result_body(action, result, report if request.dry_run else None)
             entry.outcome = 'success'
             entry.duration_ms = (time.perf_counter() - started) * 1000
             entry.response = body
@@ -370,7 +264,7 @@ class Executor:
                 assert session is not None
                 self.audit.record_success(session, entry)
             stage[0] = 'committing'  # leaving the block commits
-        return _with_run(body, entry.log_id)
+        return with_run(body, entry.log_id)
 
     def _accept_job(
         self, request: ExecuteRequest, collection: Collection | None, ids: list[Any],
@@ -390,7 +284,7 @@ class Executor:
             if collection is not None and request.action.for_instance:
                 selection = Selection(collection, ids, inverse=request.inverse)
                 if not request.inverse:
-                    _check_exist(session, collection, ids)
+                    check_exist(session, collection, ids)
             receipt = self.jobs.record(session, request.action, collection, selection, request.params,
                                        request.actor)
             body = encoding.dumps({'result': True, **receipt})
@@ -444,9 +338,10 @@ class Executor:
                     capture = ChangeCapture(self.catalog, max_changes=self.max_changes) if self.history else None
                     if capture is not None:
                         capturing.enter_context(capture.attached(session))
-                    result = action.function(**self._arguments(session, request, chunk.collection, ids, values))
+                    result = action.function(**build_arguments(session, request, chunk.collection, ids, values,
+                                                                    catalog=self.catalog, select=self._select))
                     stage = 'returned'
-                    entry.response = _result_body(action, result)
+                    entry.response = result_body(action, result)
                     session.flush()
                     if capture is not None:
                         entry.changes = encoding.dumps(capture.report())
@@ -463,7 +358,7 @@ class Executor:
                                 type(error).__name__, attempt)
                     time.sleep(0.005 * attempt)
                     continue
-                failure = _as_jet_error(error, action.name)
+                failure = as_jet_error(error, action.name)
                 if isinstance(failure, DatabaseUnavailable):
                     raise failure from error
                 break
@@ -475,7 +370,7 @@ class Executor:
                 chunk.fail(session, failure.message)
         except Exception as error:
             # The chunk stays queued: delivered again, it runs (and maybe fails) again.
-            unrecorded = _as_jet_error(error, action.name)
+            unrecorded = as_jet_error(error, action.name)
             if isinstance(unrecorded, DatabaseUnavailable):
                 raise unrecorded from error
             raise
@@ -511,128 +406,3 @@ class Executor:
             yield session
             if not commit:
                 transaction.rollback()
-
-    def _arguments(
-        self, session: Session, request: ExecuteRequest, collection: Collection | None,
-        ids: list[Any], values: dict[str, Any],
-    ) -> dict[str, Any]:
-        action = request.action
-        references = action.form.references(values)
-        loads: list[tuple[Collection, list[Any]]] = [(field.related, [key]) for field, key in references]  # type: ignore[misc]
-        if action.for_instance and collection is not None and not request.inverse:
-            loads.append((collection, ids))
-        try:
-            loaded = self.catalog.load_together(session, loads, lock=action.lock) if loads else []
-        except RecordsNotFound:
-            # A key that names no row is a bad form value: name its field, like any other.
-            missing = missing_references(session, references)
-            if missing:
-                raise InvalidParams(missing, form=True) from None
-            raise
-        arguments = dict(values)
-        for (field, _), instances in zip(references, loaded):
-            arguments[field.name] = instances[0]
-        if request.inverse:
-            assert collection is not None and collection.pk_attribute and action.instance_parameter
-            selection = Selection(collection, ids, inverse=True)
-            if request.dry_run and action.background:  # the first chunk only, as the job would cut it
-                instances = next(selection.iter_instance_chunks(session, action.chunk_size, lock=action.lock), [])
-            else:
-                instances = self._select(session, action, selection)
-            ids = _keys(collection, instances)  # what ran, not what was left out
-            arguments[action.instance_parameter] = instances
-        elif action.instance_parameter is not None:
-            instances = loaded[-1]
-            arguments[action.instance_parameter] = instances if action.bulk else instances[0]
-        if action.context_parameters:
-            context = ActionContext(
-                session=session,
-                collection=collection.name if collection is not None else None,
-                model=collection.model if collection is not None else None,
-                ids=ids,
-                actor=request.actor,
-                request=request.request,
-                action=action.name,
-                params=request.params,
-                dry_run=request.dry_run,
-            )
-            arguments.update(dict.fromkeys(action.context_parameters, context))
-        arguments.update(dict.fromkeys(action.session_parameters, session))
-        return arguments
-
-
-def _check_exist(session: Session, collection: Collection, ids: list[Any]) -> None:
-    """Raise RecordsNotFound for listed ids with no row; reads keys only, in few statements."""
-    assert collection.pk is not None
-    found: set[Any] = set()
-    for start in range(0, len(ids), _EXISTENCE_BATCH):
-        batch = ids[start : start + _EXISTENCE_BATCH]
-        found.update(session.scalars(sa.select(collection.pk).where(collection.pk.in_(batch))))
-    if len(found) < len(ids):
-        raise RecordsNotFound(collection.name, [value for value in ids if value not in found])
-
-
-#: Ids per existence check of a background run: far more than a chunk, as only keys come back,
-#: so that accepting a job never costs a statement per chunk (and within SQLite's 32,766 parameters).
-_EXISTENCE_BATCH = 10_000
-
-
-def _keys(collection: Collection, instances: list[Any]) -> list[Any]:
-    assert collection.pk_attribute is not None
-    return [getattr(instance, collection.pk_attribute) for instance in instances]
-
-
-def _result_body(action: Action, result: Any, dry_run: Mapping[str, Any] | None = None) -> bytes:
-    """``{"result": true, ...}`` with the action's dict merged in, encoded before the commit.
-
-    A dry run's changes come last, so that no key the function returns can hide them.
-    """
-    if result is not None and not isinstance(result, Mapping):
-        raise TypeError(f'action {action.name!r} returned {type(result).__name__}; return a dict or None')
-    if dry_run is not None:
-        return encoding.dumps({'result': True, **(result or {}), 'dry_run': True, **dry_run})
-    if result is None:
-        return b'{"result":true}'
-    return encoding.dumps({'result': True, **result})
-
-
-def _with_run(body: bytes, log_id: int | None) -> bytes:
-    """The response with ``"run": <log id>`` added; the stored response leaves it out, as it is not known yet."""
-    if log_id is None or not body.endswith(b'}'):
-        return body
-    return body[:-1] + b',"run":' + str(log_id).encode() + b'}'
-
-
-
-def _as_jet_error(error: BaseException, action: str) -> JetError:
-    """The client-facing form of any failure of a run; unexpected ones are logged with their traceback."""
-    if isinstance(error, JetError):
-        return error
-    if database.is_timeout(error):
-        return StatementTimeout(f'{action!r} ran past its timeout and was rolled back')
-    if database.is_retryable(error):
-        return DatabaseUnavailable(f'{action!r} could not take its locks; it was rolled back, try again')
-    if database.is_lock_wait_timeout(error):
-        # Another run holds the row: the database is fine, and this run wrote nothing.
-        log.warning('action %r was not granted a lock in time: %s', action, type(error).__name__)
-        return LockNotGranted(f'{action!r} was not granted a lock in time (another run holds it); '
-                              'it was rolled back and nothing was written')
-    if database.is_pool_timeout(error):
-        log.warning('action %r found no free database connection', action)
-        return ServerBusy(f'The server is busy: every database connection is in use; {action!r} did not run, '
-                          'try again')
-    if isinstance(error, exc.IntegrityError):
-        log.warning('action %r violated a constraint: %s', action, error.orig)
-        return Conflict(f'{action!r} conflicts with existing data; it was rolled back')
-    if isinstance(error, exc.DataError):
-        # A value the database cannot store (too long, out of range): almost always the operator's input.
-        log.warning('action %r wrote a value the database refused: %s', action, error.orig)
-        column = database.refused_column(error)
-        where = f' in column {column}' if column else ''
-        return ValueRefused(f'{action!r} tried to store a value the database refuses{where} (too long, out of '
-                            'range or malformed); it was rolled back', column)
-    if database.is_unavailable(error):
-        log.error('database unavailable while running %r: %s', action, type(error).__name__)
-        return DatabaseUnavailable('The database is unavailable; nothing was changed, try again later')
-    log.error('action %r crashed', action, exc_info=error)
-    return InternalError('The action failed; it was rolled back. The server log has the details.')

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import database, encoding, http, openapi
-from .actions import ExecuteRequest, Executor
+from .actions import Executor
 from .audit import AuditLog
 from .auth import Authenticator
 from .catalog import Catalog, CollectionNamer, Target
@@ -28,6 +28,7 @@ from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handler
 from .options import MAX_SEARCH_LENGTH, FieldOptions
 from .params import Param
 from .permissions import JetPermissions
+from .runs import ExecuteRequest
 from .sessions import SessionFactory, database_of, engines_of
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine.base import OptionEngine
-from sqlalchemy.pool import Pool
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 __all__ = [
     'apply_timeout',

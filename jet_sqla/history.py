@@ -14,13 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import encoding
-from .actions import ExecuteRequest, Executor
+from .actions import Executor
 from .audit import action_log
 from .catalog import Catalog
 from .changes import jsonable
 from .coerce import coerce_int
 from .declaration import ActionRegistry, Actor
 from .errors import Forbidden, InvalidParams, MessageError, NotFound
+from .runs import ExecuteRequest
 from .undo import UNDO_ACTION, load_run, root_action, undo_action
 
 __all__ = ['DEFAULT_LIMIT', 'MAX_LIMIT', 'RunHistory']

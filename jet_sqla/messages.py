@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from . import database, encoding, listing
-from .actions import ExecuteRequest, Executor
+from .actions import Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
 from .coerce import coerce_bool
@@ -40,8 +40,15 @@ from .errors import (
     StatementTimeout,
 )
 from .history import RunHistory
-from .options import MAX_SEARCH_LENGTH, FieldOptions, OptionsSource, composite_foreign_key, parse_query
+from .options import (
+    MAX_SEARCH_LENGTH,
+    FieldOptions,
+    OptionsSource,
+    composite_foreign_key,
+    parse_query,
+)
 from .reads import read_connection
+from .runs import ExecuteRequest
 
 __all__ = [
     'CANCEL_JOB',

@@ -18,7 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection, fits_integer_column, integer_range, storage_type
+from .catalog import (
+    Catalog,
+    Collection,
+    fits_integer_column,
+    integer_range,
+    storage_type,
+)
 from .coerce import coercer_for_python_type
 from .colors import PALETTE, distinct_colors, stable_color
 from .errors import InvalidParams

@@ -43,8 +43,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .catalog import CHUNK_SIZE, Collection
+from .errors import RecordsNotFound
 
-__all__ = ['CHUNK_SIZE', 'Selection']
+__all__ = ['CHUNK_SIZE', 'EXISTENCE_BATCH', 'Selection', 'check_exist', 'keys_of']
 
 Reader = Session | sa.Connection
 
@@ -179,3 +180,24 @@ def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def _check_chunk_size(chunk_size: int) -> None:
     if chunk_size < 1:
         raise ValueError('chunk_size must be at least 1')
+
+
+def check_exist(session: Session, collection: Collection, ids: list[Any]) -> None:
+    """Raise RecordsNotFound for listed ids with no row; reads keys only, in few statements."""
+    assert collection.pk is not None
+    found: set[Any] = set()
+    for batch in _chunks(ids, EXISTENCE_BATCH):
+        found.update(session.scalars(sa.select(collection.pk).where(collection.pk.in_(batch))))
+    if len(found) < len(ids):
+        raise RecordsNotFound(collection.name, [value for value in ids if value not in found])
+
+
+#: Ids per existence check of a background run: far more than a chunk, as only keys come back,
+#: so that accepting a job never costs a statement per chunk (and within SQLite's 32,766 parameters).
+EXISTENCE_BATCH = 10_000
+
+
+def keys_of(collection: Collection, instances: list[Any]) -> list[Any]:
+    """The primary keys of loaded records: the ids a run really ran on."""
+    assert collection.pk_attribute is not None
+    return [getattr(instance, collection.pk_attribute) for instance in instances]

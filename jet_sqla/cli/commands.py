@@ -28,7 +28,13 @@ from ..options import EnumOptions, ForeignKeyOptions, OptionsSource
 from ..search_indexes import missing_search_indexes
 from .failures import CommandFailed, guarded, show_tracebacks
 from .serving import SERVE_DEFAULTS, check_bind, normalize_bind, serve_app
-from .targets import authentication_configured, check_sqlite_file, load_target, make_engine, safe_url
+from .targets import (
+    authentication_configured,
+    check_sqlite_file,
+    load_target,
+    make_engine,
+    safe_url,
+)
 
 __all__ = ['main']
 
