@@ -22,7 +22,8 @@ def add_counters(engine: sa.Engine, count: int) -> None:
 
 def counter_values(engine: sa.Engine) -> dict[int, int]:
     with Session(engine) as session:
-        return {counter.id: counter.value for counter in session.scalars(sa.select(Counter))}
+        # In key order: without ORDER BY, PostgreSQL returns rows updated since in another order.
+        return {counter.id: counter.value for counter in session.scalars(sa.select(Counter).order_by(Counter.id))}
 
 
 def wait_for_job(get_job: Any, job: str, *, until: tuple[str, ...] = FINISHED, timeout: float = 60.0) -> dict[str, Any]:
