@@ -13,6 +13,10 @@ Jet Admin's client puts them beside it, and adds "select all"::
 into it, where the executor reads them, after checking that they agree with
 any ids the form carries itself. ``inverseIds`` (or ``inverse_ids``) is read
 as a strict boolean. What "select all" then selects is :mod:`jet_sqla.selection`.
+
+:func:`decode_params` reads ``params`` (an object, or a string holding JSON as
+the reference accepted, nested no deeper than :data:`MAX_DEPTH`), and
+:func:`read_dry_run` the ``dry_run`` flag beside ``name`` or inside the form.
 """
 
 from __future__ import annotations
@@ -20,14 +24,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidParams
+from . import encoding
+from .coerce import coerce_bool
+from .errors import InvalidParams, MessageError
 
-__all__ = ['ID_KEYS', 'INVERSE_KEYS', 'read_execute_params', 'read_inverse']
+__all__ = [
+    'ID_KEYS', 'INVERSE_KEYS', 'MAX_DEPTH', 'decode_params', 'read_dry_run', 'read_execute_params', 'read_inverse',
+]
 
 #: The keys that carry a request's ids, beside the form or inside it.
 ID_KEYS = ('ids', 'id')
 #: The keys of "select all": Jet Admin's client spelling, then the snake-case one.
 INVERSE_KEYS = ('inverseIds', 'inverse_ids')
+
+#: How deeply a message's params may nest. Jet's forms nest a few levels; a deeper body is hostile,
+#: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
+MAX_DEPTH = 64
 
 _TRUE = frozenset({'true'})
 _FALSE = frozenset({'false', ''})
@@ -120,3 +132,42 @@ def _id_text(value: Any) -> str:
 def _shown(value: Any) -> str:
     text = ','.join(map(str, value)) if isinstance(value, list) else str(value)
     return text if len(text) <= 60 else text[:57] + '...'
+
+
+def decode_params(value: Any, where: str) -> dict[str, Any]:
+    """``params`` as an object; a string holding JSON is decoded, as the reference did."""
+    if value is None or value == '':
+        return {}
+    if isinstance(value, str):
+        try:
+            value = encoding.loads(value)
+        except encoding.DecodeError:
+            raise MessageError(f'"{where}" is a string but not valid JSON', code='invalid_params') from None
+    if not isinstance(value, dict):
+        raise MessageError(f'"{where}" must be an object', code='invalid_params')
+    if _nests_deeper(value, MAX_DEPTH):
+        raise MessageError(f'"{where}" nests deeper than {MAX_DEPTH} levels', code='too_deep')
+    return value
+
+
+def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether objects and lists nest more than ``limit`` levels; iterative, so no depth can overflow it."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def read_dry_run(params: Mapping[str, Any], form: Mapping[str, Any]) -> bool:
+    """``dry_run`` beside ``name``, or inside the form: a boolean, or its usual spellings."""
+    raw = params.get('dry_run', form.get('dry_run'))
+    if raw is None or raw is False:
+        return False
+    try:
+        return coerce_bool(raw)
+    except ValueError:
+        raise InvalidParams({'dry_run': 'expected true or false'}) from None

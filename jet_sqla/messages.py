@@ -25,9 +25,8 @@ from . import database, encoding, listing
 from .actions import Executor
 from .auth import Identity
 from .catalog import Catalog, Collection
-from .coerce import coerce_bool
 from .declaration import ActionRegistry
-from .dialect import read_execute_params
+from .dialect import MAX_DEPTH, decode_params, read_dry_run, read_execute_params
 from .errors import (
     DatabaseUnavailable,
     Forbidden,
@@ -83,10 +82,6 @@ UNDO_RUN = 'undo_run'
 #: A background run's progress, and stopping it (jet_sqla.jobs).
 GET_JOB = 'get_job'
 CANCEL_JOB = 'cancel_job'
-
-#: How deeply a message's params may nest. Jet's forms nest a few levels; a deeper body is hostile,
-#: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
-MAX_DEPTH = 64
 
 Handler = Callable[..., Any]
 
@@ -213,7 +208,7 @@ class Dispatcher:
         """
         if not isinstance(name, str) or not name:
             raise MessageError('"name" must be a non-empty string naming the message', code='missing_name')
-        params = _decode_params(params, 'params')
+        params = decode_params(params, 'params')
         if self.before is not None:
             self.before()
         try:
@@ -282,14 +277,14 @@ class Dispatcher:
                 raise MessageError('execute_action needs "name" in its params: the action to run '
                                    '(get_action_list lists them)', code='missing_name')
             raise NotFound(f'Unknown action {name[:100]!r}')
-        form, inverse = read_execute_params(params, _decode_params(params.get('params'), 'params.params'))
+        form, inverse = read_execute_params(params, decode_params(params.get('params'), 'params.params'))
         key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
             raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})
         return self.executor.execute(
             ExecuteRequest(action, collection=params.get('model'), params=form, actor=identity.actor,
                            request=request, idempotency_key=key, inverse=inverse, grant=identity.grant,
-                           dry_run=_dry_run(params, form))
+                           dry_run=read_dry_run(params, form))
         )
 
     def undo_run(self, params: Any, identity: Identity, request: Any) -> bytes:
@@ -399,49 +394,10 @@ class Dispatcher:
         })
 
 
-def _dry_run(params: Mapping[str, Any], form: Mapping[str, Any]) -> bool:
-    """``dry_run`` beside ``name``, or inside the form: a boolean, or its usual spellings."""
-    raw = params.get('dry_run', form.get('dry_run'))
-    if raw is None or raw is False:
-        return False
-    try:
-        return coerce_bool(raw)
-    except ValueError:
-        raise InvalidParams({'dry_run': 'expected true or false'}) from None
-
-
 def _listable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f'<{len(value)} bytes>'
     return value
-
-
-def _decode_params(value: Any, where: str) -> dict[str, Any]:
-    """``params`` as an object; a string holding JSON is decoded, as the reference did."""
-    if value is None or value == '':
-        return {}
-    if isinstance(value, str):
-        try:
-            value = encoding.loads(value)
-        except encoding.DecodeError:
-            raise MessageError(f'"{where}" is a string but not valid JSON', code='invalid_params') from None
-    if not isinstance(value, dict):
-        raise MessageError(f'"{where}" must be an object', code='invalid_params')
-    if _nests_deeper(value, MAX_DEPTH):
-        raise MessageError(f'"{where}" nests deeper than {MAX_DEPTH} levels', code='too_deep')
-    return value
-
-
-def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
-    """Whether objects and lists nest more than ``limit`` levels; iterative, so no depth can overflow it."""
-    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
-    while pending:
-        container, depth = pending.pop()
-        if depth > limit:
-            return True
-        children = container.values() if isinstance(container, dict) else container
-        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 
 def _encode_handler_result(result: Any, default: bytes = b'null') -> bytes:
