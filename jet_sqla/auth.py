@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jwt
 
 from .errors import Forbidden, Unauthorized
 
-__all__ = ['MAX_CREDENTIALS', 'Authenticator', 'Identity', 'parse_credentials']
+__all__ = ['MAX_CREDENTIALS', 'Authenticator', 'Identity', 'configured_public_key', 'configured_tokens', 'parse_credentials']
 
 log = logging.getLogger(__name__)
 
@@ -199,3 +201,20 @@ def _granted_read_only(value: Any) -> bool:
         return bool(value)
     return not any(value is allowed or (type(value) is type(allowed) and value == allowed)
                    for allowed in _FULL_ACCESS)
+
+
+def configured_tokens(token: str | Sequence[str] | None) -> list[str]:
+    """The shared tokens: those given, else ``JET_SQLA_TOKEN``'s comma-separated ones."""
+    if token is None:
+        token = os.environ.get('JET_SQLA_TOKEN') or None
+        return [part.strip() for part in token.split(',') if part.strip()] if token else []
+    return [token] if isinstance(token, str) else list(token)
+
+
+def configured_public_key(key: str | bytes | None) -> str | bytes | None:
+    """The JWT public key: the one given, else ``JET_SQLA_JWT_PUBLIC_KEY``; a path to a file is read."""
+    if key is None:
+        key = os.environ.get('JET_SQLA_JWT_PUBLIC_KEY') or None
+    if isinstance(key, str) and not key.lstrip().startswith('-----') and Path(key).is_file():
+        return Path(key).read_text()
+    return key

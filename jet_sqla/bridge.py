@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import falcon
@@ -16,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import database, encoding, http, openapi
 from .actions import Executor
 from .audit import AuditLog
-from .auth import Authenticator
+from .auth import Authenticator, configured_public_key, configured_tokens
 from .catalog import Catalog, CollectionNamer, Target
 from .changes import DEFAULT_MAX_CHANGES
+from .database import pool_options
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .history import RunHistory
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
@@ -34,15 +34,11 @@ from .sessions import SessionFactory, database_of, engines_of
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ['DEFAULT_POOL_TIMEOUT', 'DEFAULT_QUERY_TIMEOUT', 'Bridge', 'pool_options']
+__all__ = ['DEFAULT_QUERY_TIMEOUT', 'Bridge']
 
 #: Seconds an options or listing statement may run, by default: a label search answers in
 #: milliseconds, and a longer one holds a database backend for nothing.
 DEFAULT_QUERY_TIMEOUT = 5.0
-#: Seconds a request waits for a pooled connection in engines jet_sqla builds: well under a
-#: client's timeout (Jet Admin waits about 30 s), so a busy server says so instead of timing out.
-DEFAULT_POOL_TIMEOUT = 5.0
-
 log = logging.getLogger('jet_sqla')
 
 F = TypeVar('F', bound=Callable[..., Any])
@@ -164,8 +160,8 @@ class Bridge:
         if insecure is None:
             insecure = os.environ.get('JET_SQLA_INSECURE', '') == '1'
         self.authenticator = Authenticator(
-            _tokens(token),
-            jwt_public_key=_public_key(jwt_public_key),
+            configured_tokens(token),
+            jwt_public_key=configured_public_key(jwt_public_key),
             project=project or os.environ.get('JET_SQLA_PROJECT') or None,
             insecure=insecure,
         )
@@ -466,27 +462,3 @@ class Bridge:
                                         collections=tuple(collection.name for collection in self.catalog),
                                         listing=self.console, history=self.executor.history),
         }
-
-
-def pool_options(database_url: str | sa.URL) -> dict[str, Any]:
-    """The pool settings of the engines jet_sqla builds: a pool timeout shorter than a client's."""
-    url = sa.make_url(database_url)
-    # An in-memory SQLite database has a SingletonThreadPool, which has no timeout to set.
-    if url.get_backend_name() == 'sqlite' and url.database in (None, '', ':memory:'):
-        return {}
-    return {'pool_timeout': DEFAULT_POOL_TIMEOUT}
-
-
-def _tokens(token: str | Sequence[str] | None) -> list[str]:
-    if token is None:
-        token = os.environ.get('JET_SQLA_TOKEN') or None
-        return [part.strip() for part in token.split(',') if part.strip()] if token else []
-    return [token] if isinstance(token, str) else list(token)
-
-
-def _public_key(key: str | bytes | None) -> str | bytes | None:
-    if key is None:
-        key = os.environ.get('JET_SQLA_JWT_PUBLIC_KEY') or None
-    if isinstance(key, str) and not key.lstrip().startswith('-----') and Path(key).is_file():
-        return Path(key).read_text()
-    return key

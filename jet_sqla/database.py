@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
 __all__ = [
+    'DEFAULT_POOL_TIMEOUT',
     'apply_timeout',
     'install',
     'is_disconnect',
@@ -28,6 +29,7 @@ __all__ = [
     'is_timeout',
     'is_unavailable',
     'limit_reads',
+    'pool_options',
     'read_engine',
     'refused_column',
 ]
@@ -306,3 +308,17 @@ def refused_column(error: BaseException) -> str | None:
         return f'{table}.{column}' if table else str(column)
     match = _MYSQL_COLUMN.search(str(original)) if original is not None else None
     return match.group(1) if match else None
+
+
+#: Seconds a request waits for a pooled connection in engines jet_sqla builds: well under a
+#: client's timeout (Jet Admin waits about 30 s), so a busy server says so instead of timing out.
+DEFAULT_POOL_TIMEOUT = 5.0
+
+
+def pool_options(database_url: str | sa.URL) -> dict[str, Any]:
+    """The pool settings of the engines jet_sqla builds: a pool timeout shorter than a client's."""
+    url = sa.make_url(database_url)
+    # An in-memory SQLite database has a SingletonThreadPool, which has no timeout to set.
+    if url.get_backend_name() == 'sqlite' and url.database in (None, '', ':memory:'):
+        return {}
+    return {'pool_timeout': DEFAULT_POOL_TIMEOUT}

@@ -16,7 +16,8 @@ import click
 import falcon
 import sqlalchemy as sa
 
-from ..bridge import Bridge, pool_options
+from ..bridge import Bridge
+from ..database import pool_options
 from ..integrations.async_engines import sync_url
 from ..integrations.mounting import framework_of
 from .failures import CommandFailed, guarded, guarded_import
