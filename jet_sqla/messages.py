@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from . import database, encoding, listing
 from .actions import Executor
 from .auth import Identity
-from .catalog import Catalog, Collection
+from .catalog import Catalog
 from .coerce import coerce_bool
+from .collection import Collection
 from .declaration import ActionRegistry
 from .dialect import read_execute_params
 from .errors import (
