@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from . import database, encoding
 from .arguments import build_arguments
 from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
-from .catalog import Catalog, Collection
+from .catalog import Catalog
 from .changes import DEFAULT_MAX_CHANGES, ChangeCapture
+from .collection import Collection
 from .declaration import Action
 from .errors import (
     Conflict,

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection
+from .catalog import Catalog
+from .collection import Collection
 from .declaration import Action, ActionContext
 from .errors import InvalidParams, RecordsNotFound
 from .forms import missing_references

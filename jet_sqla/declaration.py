@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .catalog import Catalog, Collection
+from .catalog import Catalog
+from .collection import Collection
 from .errors import InvalidParams
 from .forms import Form
 from .params import Param, form_from_params, form_from_signature, resolve_hints

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .catalog import Collection
 from .coerce import Coercer
+from .collection import Collection
 from .errors import InvalidParams
 from .fields import Field
 from .options import OptionsSource

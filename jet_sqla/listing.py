@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import Collection
+from .collection import Collection
 from .fields import field_for_column_type
 from .options import FieldOptions, ForeignKeyOptions
 

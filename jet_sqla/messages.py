@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from . import database, encoding, listing
 from .actions import Executor
 from .auth import Identity
-from .catalog import Catalog, Collection
+from .catalog import Catalog
+from .collection import Collection
 from .declaration import ActionRegistry
 from .dialect import MAX_DEPTH, decode_params, read_dry_run, read_execute_params
 from .errors import (

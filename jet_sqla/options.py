@@ -18,14 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import (
-    Catalog,
-    Collection,
-    fits_integer_column,
-    integer_range,
-    storage_type,
-)
+from .catalog import Catalog
 from .coerce import coercer_for_python_type
+from .collection import Collection, fits_integer_column, integer_range, storage_type
 from .colors import PALETTE, distinct_colors, stable_color
 from .errors import InvalidParams
 

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from .catalog import Collection
+from .collection import Collection
 from .errors import Forbidden
 
 __all__ = ['MAX_PERMISSIONS_SIZE', 'JetPermissions', 'decode_permissions']

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from .catalog import Collection
+from .collection import Collection
 from .declaration import Action, Actor
 from .errors import InvalidParams, TooLarge
 from .selection import Selection

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .catalog import Collection
+from .collection import Collection
 
 __all__ = ['LARGE_TABLE_ROWS', 'MissingSearchIndex', 'missing_search_indexes', 'trigram_index_statement']
 

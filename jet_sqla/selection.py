@@ -42,7 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .catalog import CHUNK_SIZE, Collection
+from .collection import CHUNK_SIZE, Collection
 from .errors import RecordsNotFound
 
 __all__ = ['CHUNK_SIZE', 'EXISTENCE_BATCH', 'Selection', 'check_exist', 'keys_of']

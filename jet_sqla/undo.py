@@ -23,9 +23,10 @@ from sqlalchemy.orm import Mapper, Session
 
 from . import audit, encoding
 from .audit import action_log
-from .catalog import Catalog, Collection
+from .catalog import Catalog
 from .changes import jsonable, row_key
 from .coerce import Coercer, coercer_for_python_type
+from .collection import Collection
 from .declaration import Action, ActionContext
 from .errors import Conflict, MessageError, NotFound
 from .forms import Form

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from jet_sqla import Bridge
-from jet_sqla.catalog import UINT64_MAX
+from jet_sqla.collection import UINT64_MAX
 from jet_sqla.fields import Field
 
 from .conftest import (

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from .. import database, encoding
 from ..auth import Identity
-from ..catalog import Catalog, Collection
+from ..catalog import Catalog
+from ..collection import Collection
 from ..declaration import Action, ActionRegistry, Actor
 from ..errors import Conflict, DatabaseUnavailable, Forbidden, InvalidParams, NotFound
 from ..selection import Selection

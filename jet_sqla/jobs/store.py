@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .. import encoding
-from ..catalog import Collection
+from ..collection import Collection
 from ..declaration import Action, Actor
 from ..errors import InvalidParams, TooLarge
 from ..selection import Selection
