@@ -45,8 +45,8 @@ from .options import (
     FieldOptions,
     OptionsSource,
     composite_foreign_key,
-    parse_query,
 )
+from .options_query import parse_query
 from .reads import read_connection
 from .runs import ExecuteRequest
 

@@ -3,7 +3,8 @@
 A *source* answers ``options(session, request)`` with a list of :class:`Option`.
 Enum sources are computed once; foreign-key sources run one ``SELECT … LIMIT``
 per request; custom sources call the user's function with the arguments it
-asks for by name.
+asks for by name. What a client asks (:class:`OptionsQuery`) is read in
+:mod:`jet_sqla.options_query`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import enum
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,8 +24,17 @@ from .coerce import coercer_for_python_type
 from .collection import Collection, fits_integer_column, integer_range, storage_type
 from .colors import PALETTE, distinct_colors, stable_color
 from .errors import InvalidParams
+from .options_query import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_SEARCH_LENGTH,
+    OptionsQuery,
+    parse_query,
+)
 
 __all__ = [
+    # The limits, OptionsQuery and parse_query are re-exported from options_query.py, where they moved.
     'DEFAULT_LIMIT',
     'MAX_LIMIT',
     'MAX_OFFSET',
@@ -40,16 +50,9 @@ __all__ = [
     'composite_foreign_key',
     'distinct_colors',
     'humanize',
+    'parse_query',
     'stable_color',
 ]
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-#: The longest search term, in characters. A search is a label lookup; a long one is only a way
-#: to make the database scan (a 100 KB term held a PostgreSQL backend for 22 s).
-MAX_SEARCH_LENGTH = 200
-#: The largest ``offset``: PostgreSQL binds it as a 32-bit integer.
-MAX_OFFSET = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +96,6 @@ def humanize(text: str) -> str:
     words = [word for word in _WORD_BREAK.split(str(text)) if word]
     phrase = ' '.join(words).lower()
     return phrase[:1].upper() + phrase[1:] if phrase else str(text)
-
-
-@dataclass(frozen=True, slots=True)
-class OptionsQuery:
-    """What a client asked of a select box.
-
-    Attributes:
-        form: The other values of the form, which options may depend on.
-        q: A search term, matched case-insensitively.
-        limit: At most this many options (1 to :data:`MAX_LIMIT`).
-        offset: Skip this many.
-        after: Keyset paging: only values after this one.
-    """
-
-    form: Mapping[str, Any] = field(default_factory=dict)
-    q: str | None = None
-    limit: int = DEFAULT_LIMIT
-    offset: int = 0
-    after: Any = None
-    actor: Mapping[str, Any] | None = None
 
 
 class OptionsSource:
@@ -327,52 +310,6 @@ def composite_foreign_key(collection: Collection, field: str) -> str | None:
         if constraint is not None and len(constraint.columns) > 1:
             return ', '.join(collection.attribute_name(each) for each in constraint.columns)
     return None
-
-
-def parse_query(params: Mapping[str, Any], actor: Mapping[str, Any] | None = None, *,
-                max_search_length: int = MAX_SEARCH_LENGTH) -> OptionsQuery:
-    """Read ``form``, ``q``, ``limit``, ``offset`` and ``after`` from a message's params.
-
-    Raises:
-        InvalidParams: naming every bad one.
-    """
-    errors: dict[str, str] = {}
-    form = params.get('form') or {}
-    if not isinstance(form, Mapping):
-        errors['form'] = 'expected an object'
-        form = {}
-    q = params.get('q')
-    if q is not None and not isinstance(q, str):
-        errors['q'] = 'expected a string'
-    elif q is not None and '\x00' in q:
-        errors['q'] = 'must not contain NUL characters'
-    elif q is not None and len(q) > max_search_length:
-        errors['q'] = f'at most {max_search_length} characters, got {len(q)}'
-    limit = _bounded_int(params.get('limit'), DEFAULT_LIMIT, 1, MAX_LIMIT, 'limit', errors)
-    offset = _bounded_int(params.get('offset'), 0, 0, MAX_OFFSET, 'offset', errors)
-    if errors:
-        raise InvalidParams(errors)
-    return OptionsQuery(form=form, q=q or None, limit=limit, offset=offset, after=params.get('after'), actor=actor)
-
-
-def _bounded_int(raw: Any, default: int, low: int, high: int, name: str, errors: dict[str, str]) -> int:
-    if raw is None or raw == '':
-        return default
-    if isinstance(raw, bool):
-        errors[name] = 'expected an integer'
-        return default
-    try:
-        number = int(raw)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
-        errors[name] = 'expected an integer'
-        return default
-    if isinstance(raw, float) and not raw.is_integer():
-        errors[name] = 'expected an integer'
-        return default
-    if not low <= number <= high:
-        errors[name] = f'must be between {low} and {high}'
-        return default
-    return number
 
 
 class FieldOptions:

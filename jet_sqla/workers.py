@@ -26,7 +26,8 @@ Deadlines close what does not arrive in time:
   headers is closed to make room for a new one.
 
 gunicorn's own error pages (400 for a malformed request line, 431, 414…) are
-answered in JSON by this worker, in the same dialect as the app's errors.
+answered in JSON by this worker, in the same dialect as the app's errors
+(:mod:`jet_sqla.worker_refusals`).
 
 Use it with plain gunicorn too: ``gunicorn --worker-class jet_sqla.workers.BufferingWorker``.
 TLS and HTTP/2 connections are passed to gthread's own handling unchanged.
@@ -35,8 +36,6 @@ TLS and HTTP/2 connections are passed to gthread's own handling unchanged.
 from __future__ import annotations
 
 import errno
-import html
-import json
 import os
 import re
 import selectors
@@ -47,8 +46,7 @@ from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from . import problems
-from .errors import JetError
+from .worker_refusals import Capture, accept_of, client_ip, json_response
 
 try:
     from gunicorn.http2 import negotiation as _negotiation
@@ -313,10 +311,10 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
     def _answer(self, arriving: _Arriving, status: int, reason: str, message: str) -> None:
         """Answer in JSON from the loop and close: for requests no thread should ever see."""
         self._leave(arriving)
-        self.log.warning('Invalid request from ip=%s: %s', _ip(arriving.conn.client), message)
+        self.log.warning('Invalid request from ip=%s: %s', client_ip(arriving.conn.client), message)
         head = arriving.buffer[: arriving.header_end] if arriving.header_end >= 0 else arriving.buffer
         try:
-            arriving.conn.sock.send(_json_response(status, reason, message, _accept_of(head)))
+            arriving.conn.sock.send(json_response(status, reason, message, accept_of(head)))
         except OSError:
             pass
         self.nr_conns -= 1
@@ -348,7 +346,7 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's own answer to a bad request, in JSON instead of HTML."""
-        capture = _Capture()
+        capture = Capture()
         super().handle_error(req, capture, addr, exc)
         status, reason, message = capture.parsed()
         if status is None:
@@ -357,58 +355,6 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]
                        None)
         try:
             client.setblocking(False)
-            client.send(_json_response(status, reason, message, accept))
+            client.send(json_response(status, reason, message, accept))
         except OSError:
             self.log.debug('Failed to send error message.')
-
-
-class _Capture:
-    """Stands for the client socket while gunicorn writes its HTML error page, so it can be rewritten."""
-
-    def __init__(self) -> None:
-        self.data = b''
-
-    def gettimeout(self) -> float:
-        return 0.0
-
-    def sendall(self, data: bytes) -> None:
-        self.data += data
-
-    def parsed(self) -> tuple[int | None, str, str]:
-        head, _, page = self.data.partition(b'\r\n\r\n')
-        found = re.match(rb'HTTP/1\.1 (\d{3}) ([^\r\n]*)', head)
-        if found is None:
-            return None, '', ''
-        body = page.decode('latin-1')
-        message = re.search(r'</h1>\s*(.*?)\s*</body>', body, re.DOTALL)
-        return int(found.group(1)), found.group(2).decode('latin-1'), html.unescape(message.group(1)) if message else ''
-
-
-def _ip(client: Any) -> str:
-    return str(client[0]) if isinstance(client, tuple) and client else str(client)
-
-
-class _Refusal(JetError):
-    """A request refused before the app saw it, rendered like any error of the app."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = problems.code_for_status(status)
-
-
-_ACCEPT = re.compile(rb'^accept[ \t]*:[ \t]*([^\r\n]*)', re.IGNORECASE | re.MULTILINE)
-
-
-def _accept_of(head: bytes | bytearray) -> str | None:
-    found = _ACCEPT.search(head)
-    return found.group(1).decode('latin-1') if found else None
-
-
-def _json_response(status: int, reason: str, message: str, accept: str | None = None) -> bytes:
-    """The whole HTTP response for a refusal: in Jet's dialect, or as problem details if asked."""
-    content_type, body = problems.render(_Refusal(status, message or reason), problem=problems.wants_problem(accept))
-    payload = json.dumps(body).encode()
-    head = (f'HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {content_type}\r\n'
-            f'Content-Length: {len(payload)}\r\n\r\n')
-    return head.encode('latin-1') + payload
