@@ -15,7 +15,13 @@ from typing import Any
 from . import problems
 from .errors import JetError
 
-__all__ = ['Capture', 'accept_of', 'client_ip', 'json_response']
+__all__ = ['HINTS', 'Capture', 'accept_of', 'client_ip', 'json_response']
+
+#: What to do about a refusal, said beside its reason: the client never reached the app to be told.
+HINTS = {
+    414: 'the request line is too long; send the params in the JSON body',
+    431: 'a request header is too long; send a shorter one',
+}
 
 
 class Capture:
@@ -63,7 +69,8 @@ def accept_of(head: bytes | bytearray) -> str | None:
 
 def json_response(status: int, reason: str, message: str, accept: str | None = None) -> bytes:
     """The whole HTTP response for a refusal: in Jet's dialect, or as problem details if asked."""
-    content_type, body = problems.render(_Refusal(status, message or reason), problem=problems.wants_problem(accept))
+    detail = '; '.join(part for part in (message or reason, HINTS.get(status)) if part)
+    content_type, body = problems.render(_Refusal(status, detail), problem=problems.wants_problem(accept))
     payload = json.dumps(body).encode()
     head = (f'HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {content_type}\r\n'
             f'Content-Length: {len(payload)}\r\n\r\n')

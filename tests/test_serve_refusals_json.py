@@ -27,8 +27,9 @@ def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]
     return int(status_line.split()[1]), headers, body
 
 
-@pytest.fixture(scope='module')
-def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+# The default worker refuses on its event loop; gthread reaches gunicorn's own writer, replaced by serve.
+@pytest.fixture(scope='module', params=['default', 'gthread'])
+def port(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     directory = tmp_path_factory.mktemp('refusals')
     url = f'sqlite:///{directory / "empty.db"}'
     engine = sa.create_engine(url)
@@ -36,7 +37,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         connection.execute(sa.text('CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)'))
     engine.dispose()
     port = free_port()
-    with serving(['serve', url, '--bind', f'127.0.0.1:{port}', '--workers', '1', '--threads', '2'],
+    worker = [] if request.param == 'default' else ['--worker-class', request.param]
+    with serving(['serve', url, '--bind', f'127.0.0.1:{port}', '--workers', '1', '--threads', '2', *worker],
                  log_path=directory / 'server.log', token=TOKEN, env={'JET_SQLA_TOKEN': TOKEN}):
         yield port
 
@@ -58,10 +60,14 @@ def test_gunicorn_refusals_are_json(port: int, request_bytes: bytes, status: int
     assert headers['content-type'] == 'application/json', body
     assert int(headers['content-length']) == len(body)
     decoded = json.loads(body)
-    assert set(decoded) == {'detail', 'error', 'error_code'} and decoded['detail'] == decoded['error']
-    assert decoded['error_code'] == {431: 'request_header_fields_too_large', 414: 'request_uri_too_long',
-                                     400: 'bad_request'}[status]
-    assert says in decoded['detail']
+    if status == 400:  # Jet's dialect: a 400 is general errors, shown as they are
+        assert set(decoded) == {'non_field_errors'} and len(decoded['non_field_errors']) == 1
+        message = decoded['non_field_errors'][0]
+    else:
+        assert set(decoded) == {'detail', 'error', 'error_code'} and decoded['detail'] == decoded['error']
+        assert decoded['error_code'] == {431: 'request_header_fields_too_large', 414: 'request_uri_too_long'}[status]
+        message = decoded['detail']
+    assert says in message
     assert b'aaaaaaaaaa' not in body  # the credential is never echoed
 
 
