@@ -21,10 +21,6 @@ the values of secret-looking columns are replaced by ``[redacted]``.
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import enum
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -58,16 +54,12 @@ def jsonable(value: Any) -> Any:
     """``value`` as it appears in a JSON result: the same encoding as :mod:`jet_sqla.encoding`."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return binary_marker(len(value))
+    try:
+        return encoding.json_scalar(value)
+    except TypeError:
+        pass
     try:
         return encoding.loads(encoding.dumps(value))  # JSON columns: dicts and lists, at any depth
     except TypeError:

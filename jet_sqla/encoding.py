@@ -20,7 +20,7 @@ import re
 import uuid
 from typing import Any
 
-__all__ = ['BACKEND', 'DecodeError', 'dumps', 'dumps_canonical', 'loads']
+__all__ = ['BACKEND', 'DecodeError', 'dumps', 'dumps_canonical', 'json_scalar', 'loads']
 
 _CHOICES = ('auto', 'orjson', 'stdlib')
 
@@ -29,7 +29,12 @@ class DecodeError(ValueError):
     """The bytes are not JSON, or nest too deeply."""
 
 
-def _default(value: Any) -> Any:
+def json_scalar(value: Any) -> Any:
+    """The JSON form of a value that JSON has no type for: decimals, times, UUIDs, enums.
+
+    Raises:
+        TypeError: ``value`` is of none of those types.
+    """
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
@@ -38,9 +43,13 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, enum.Enum):
         return value.value
+    raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    raise TypeError(f'{type(value).__name__} is not JSON serializable')
+    return json_scalar(value)
 
 
 def _std_dumps(value: Any) -> bytes:
