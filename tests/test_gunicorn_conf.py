@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from jet_sqla.bridge import INSECURE_WARNING
+from jet_sqla.cli import SERVE_DEFAULTS
 
 from .apps.cli_server import environment
 from .apps.server import REPO, Gunicorn
@@ -85,8 +86,8 @@ def test_the_config_gives_jet_sqla_lines_as_json(tmp_path: Path) -> None:
     failed = [r for r in records if r['msg'] == 'action failed']
     assert [(r['logger'], r['action'], r['outcome']) for r in ran] == [('jet_sqla.actions', 'promote', 'success')]
     assert [(r['action'], r['code']) for r in failed] == [('promote', 'action_error')]
-    # The serving defaults came with it: gthread workers, as many as asked for in the environment.
-    assert any(r['msg'] == 'Using worker: gthread' for r in records)
+    # The serving defaults came with it: jet-sqla serve's worker class, as many as asked for in the environment.
+    assert any(r['msg'] == f'Using worker: {SERVE_DEFAULTS.worker_class}' for r in records)
     assert sum(1 for r in records if r['msg'].startswith('Booting worker')) == 2
     assert not any(r['logger'] == 'gunicorn.access' for r in records)  # off by default, as under jet-sqla serve
     assert TOKEN not in text
