@@ -20,6 +20,7 @@ from .catalog import Catalog, CollectionNamer, Target
 from .changes import DEFAULT_MAX_CHANGES
 from .database import pool_options
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
+from .errors import NotFound
 from .history import RunHistory
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
 from .integrations.sqlmodel_sessions import session_class_for
@@ -386,10 +387,9 @@ class Bridge:
         """
         action = self.actions.get(name)
         if action is None:
-            from .errors import NotFound
             raise NotFound(f'Unknown action {name!r}')
         self._require_database()
-        with self.app_context() if self.app_context is not None else nullcontext():
+        with self._run_context():
             body = self.executor.execute(ExecuteRequest(action, collection=model, params=params or {}, actor=actor,
                                                         idempotency_key=idempotency_key, inverse=inverse, dry_run=dry_run))
         result: dict[str, Any] = encoding.loads(body)
@@ -414,7 +414,7 @@ class Bridge:
         return self.mount(app)
 
     def _run_context(self) -> Any:
-        """What a background chunk runs inside: the Flask app context once mounted on Flask, else nothing."""
+        """Where a run outside a request (a chunk, ``execute()``) runs: Flask's app context once mounted there."""
         return self.app_context() if self.app_context is not None else nullcontext()
 
     def _require_database(self) -> None:
