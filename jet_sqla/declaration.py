@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from .catalog import Catalog
 from .collection import Collection
-from .errors import InvalidParams
+from .errors import InvalidParams, NotFound
 from .forms import Form
 from .params import Param, form_from_params, form_from_signature, resolve_hints
 
@@ -223,7 +223,11 @@ def declare_action(
     if icon is not None and (not isinstance(icon, str) or not icon):
         raise TypeError(f'{owner}: icon must be the non-empty name of a Jet Admin icon')
     refs: Sequence[ModelRef] = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])  # type: ignore[list-item]
-    collections = [catalog.get(ref) for ref in refs]
+    try:
+        collections = [catalog.get(ref) for ref in refs]
+    except NotFound as error:  # a typo in model=: say which names would do
+        known = ', '.join(sorted(collection.name for collection in catalog)) or 'none'
+        raise NotFound(f'{owner}: {error.message}; the collections are: {known}') from None
     if for_instance:
         for collection in collections:
             if not collection.has_single_pk:

@@ -370,9 +370,12 @@ class TestLocking:
 
 class TestDeclaration:
     def test_unknown_collection_fails_at_declaration(self, bridge: Bridge) -> None:
-        with pytest.raises(NotFound, match="Unknown collection 'nope'"):
+        with pytest.raises(NotFound, match="Unknown collection 'nope'") as raised:
             @bridge.action(model='nope')
             def action() -> None: ...
+        # The typo is easy to fix when the real names are in the message.
+        assert 'the collections are: ' in raised.value.message
+        assert all(collection.name in raised.value.message for collection in bridge.catalog)
 
     def test_record_action_without_model_fails(self, bridge: Bridge) -> None:
         with pytest.raises(TypeError, match='for_instance=True needs model='):
