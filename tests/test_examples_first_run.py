@@ -6,32 +6,17 @@ library or an empty hero roster would only ever answer "no record with id 1".
 
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from starlette.testclient import TestClient
 
+from .apps.examples import import_flask_library
 from .conftest import AUTH, TOKEN
 
 
-def flask_library() -> ModuleType:
-    # The example builds its bridge at import, from JET_SQLA_TOKEN; the variable is not left behind.
-    saved = os.environ.get('JET_SQLA_TOKEN')
-    os.environ['JET_SQLA_TOKEN'] = TOKEN
-    try:
-        return importlib.import_module('jet_sqla.examples.flask_library.app')
-    finally:
-        if saved is None:
-            del os.environ['JET_SQLA_TOKEN']
-        else:
-            os.environ['JET_SQLA_TOKEN'] = saved
-
-
 def test_the_flask_library_starts_stocked_and_its_actions_run(tmp_path: Path) -> None:
-    library = flask_library()
+    library = import_flask_library()
     config = {'SQLALCHEMY_DATABASE_URI': f'sqlite:///{tmp_path / "library.db"}',
               'SQLALCHEMY_BINDS': {'archive': f'sqlite:///{tmp_path / "archive.db"}'}}
     app = library.create_app(config)

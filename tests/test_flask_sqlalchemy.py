@@ -8,10 +8,7 @@ commit or roll back with the action, and enum and foreign-key options work.
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import flask
@@ -19,23 +16,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from .apps.examples import import_flask_library
 from .conftest import AUTH, TOKEN, database_url
 
-
-def import_example() -> ModuleType:
-    # The example builds its bridge at import, from JET_SQLA_TOKEN; the variable is not left behind.
-    saved = os.environ.get('JET_SQLA_TOKEN')
-    os.environ['JET_SQLA_TOKEN'] = TOKEN
-    try:
-        return importlib.import_module('jet_sqla.examples.flask_library.app')
-    finally:
-        if saved is None:
-            del os.environ['JET_SQLA_TOKEN']
-        else:
-            os.environ['JET_SQLA_TOKEN'] = saved
-
-
-library = import_example()
+library = import_flask_library()
 
 
 class Crate(library.db.Model):  # type: ignore[name-defined,misc]
