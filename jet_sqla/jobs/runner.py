@@ -115,9 +115,10 @@ class EmbeddedRunner:
         retry = False
         try:
             self.run_chunk(job_id, seq)
-        except DatabaseUnavailable:
-            log.warning('chunk %d of job %s could not reach the database; trying again in %gs',
-                        seq, job_id, EMBEDDED_RETRY_DELAY)
+        except DatabaseUnavailable as error:
+            # The database is gone, or a deadlock persisted past the chunk's retries: not a failure.
+            log.warning('chunk %d of job %s did not run (%s); trying again in %gs',
+                        seq, job_id, error.message, EMBEDDED_RETRY_DELAY)
             retry = True
         except Exception:
             log.exception('chunk %d of job %s crashed outside its action', seq, job_id)
