@@ -304,8 +304,10 @@ class Executor:
         """Run one chunk of a background job, in a transaction of its own.
 
         The chunk's done mark commits with its writes; a chunk that is already
-        finished is skipped. Deadlocks are retried as for a request; any other
-        failure rolls the chunk back whole and marks it failed.
+        finished is skipped. Deadlocks before the function returned are retried
+        as for a request (past ``retries``, the chunk is delivered again later);
+        one after it returned fails the chunk, and the function is not called
+        again. Any other failure rolls the chunk back whole and marks it failed.
 
         Returns:
             ``'done'``, ``'skipped'`` or ``'failed'``.
@@ -360,7 +362,11 @@ class Executor:
                     time.sleep(0.005 * attempt)
                     continue
                 failure = as_jet_error(error, action.name)
-                if isinstance(failure, DatabaseUnavailable):
+                # A deadlock after the function returned is not a reason to call it again, as for a
+                # request: the chunk is failed with the request's "try again". Only a database that is
+                # gone, or locks still contended before the function returned, send it back to the queue.
+                if isinstance(failure, DatabaseUnavailable) and not (
+                        stage == 'returned' and database.is_retryable(error)):
                     raise failure from error
                 break
         entry.outcome = 'error'

@@ -16,6 +16,7 @@ import datetime
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, signals
@@ -104,13 +105,20 @@ def make_app(jobs: Jobs, broker: str, queue: str) -> Celery:
 
 
 class Sweep(threading.Thread):
-    """Publishes the chunks of jobs that were recorded but never published.
+    """Publishes the chunks of jobs that were recorded but never published, and of jobs the broker lost.
 
-    That happens when the process that accepted a job died between its COMMIT
-    and its publish. Every worker runs a sweep, in its main process, every
-    ``JET_SQLA_SWEEP_INTERVAL`` seconds (30), for jobs older than
-    ``JET_SQLA_SWEEP_GRACE`` seconds (60). Two workers may publish the same
-    job at once: a chunk delivered twice runs once.
+    A job is never published when the process that accepted it died between
+    its COMMIT and its publish. Every worker runs a sweep, in its main
+    process, every ``JET_SQLA_SWEEP_INTERVAL`` seconds (30), for jobs older
+    than ``JET_SQLA_SWEEP_GRACE`` seconds (60).
+
+    A broker can also lose messages it had accepted: a Redis restarted
+    without persistence, or failed over to an empty replica. So, at most once
+    every ``JET_SQLA_SWEEP_STALL`` seconds (300), the sweep publishes again
+    the queued chunks of every job none of whose chunks finished for that
+    long, provided the queue holds no message waiting (which those chunks
+    could be behind). Two workers may publish the same job at once: a chunk
+    delivered twice runs once.
     """
 
     def __init__(self, jobs: Jobs) -> None:
@@ -118,6 +126,9 @@ class Sweep(threading.Thread):
         self.jobs = jobs
         self.interval = _seconds('JET_SQLA_SWEEP_INTERVAL', 30.0)
         self.grace = datetime.timedelta(seconds=_seconds('JET_SQLA_SWEEP_GRACE', 60.0))
+        self.stall = datetime.timedelta(seconds=_seconds('JET_SQLA_SWEEP_STALL', 300.0))
+        # PERF: finding stalled jobs reads every queued chunk's row: once per stall period, not per sweep.
+        self._next_stall_check = time.monotonic() + self.stall.total_seconds()
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -134,4 +145,26 @@ class Sweep(threading.Thread):
             count = self.jobs.publish_chunks(job_id)
             self.jobs.store.mark_published(job_id)
             log.warning('job %s was recorded but never published; the sweep published its %d chunks', job_id, count)
+        self.republish_stalled()
         return len(found)
+
+    def republish_stalled(self) -> int:
+        """Publish again the queued chunks of jobs that stopped making progress; returns how many jobs."""
+        now = time.monotonic()
+        if now < self._next_stall_check:
+            return 0
+        self._next_stall_check = now + self.stall.total_seconds()
+        stalled = self.jobs.store.stalled(self.stall)
+        if not stalled:
+            return 0
+        waiting = self.jobs.waiting_messages()
+        if waiting:
+            log.info('%d jobs made no progress for %gs, but %d messages wait in the queue; not republished',
+                     len(stalled), self.stall.total_seconds(), waiting)
+            return 0
+        for job_id in stalled:
+            count = self.jobs.publish_chunks(job_id)
+            log.warning('job %s made no progress for %gs and its queue is empty: the broker may have lost its '
+                        'messages; the sweep published its %d queued chunks again', job_id,
+                        self.stall.total_seconds(), count)
+        return len(stalled)

@@ -10,6 +10,7 @@ into Celery tasks on the workers, each running a run of consecutive chunks
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -115,9 +116,10 @@ class EmbeddedRunner:
         retry = False
         try:
             self.run_chunk(job_id, seq)
-        except DatabaseUnavailable:
-            log.warning('chunk %d of job %s could not reach the database; trying again in %gs',
-                        seq, job_id, EMBEDDED_RETRY_DELAY)
+        except DatabaseUnavailable as error:
+            # The database is gone, or a deadlock persisted past the chunk's retries: not a failure.
+            log.warning('chunk %d of job %s did not run (%s); trying again in %gs',
+                        seq, job_id, error.message, EMBEDDED_RETRY_DELAY)
             retry = True
         except Exception:
             log.exception('chunk %d of job %s crashed outside its action', seq, job_id)
@@ -191,6 +193,19 @@ class CeleryRunner:
                 else:
                     self.app.send_task(RUN_CHUNKS, args=[job_id, seqs], queue=self.queue, producer=producer)
         return runs
+
+
+    def waiting_messages(self) -> int:
+        """How many messages wait in the queue, not yet taken by a worker (0 when the broker has no such queue)."""
+        with self.app.connection_for_write() as connection:
+            channel = connection.channel()
+            try:
+                return int(channel.queue_declare(queue=self.queue, passive=True).message_count)
+            except connection.channel_errors:
+                return 0  # Redis has no key for an empty queue; RabbitMQ may have lost a non-durable one
+            finally:
+                with contextlib.suppress(Exception):  # a channel the broker closed on the error
+                    channel.close()
 
 
 def task_records_setting() -> int:

@@ -116,6 +116,11 @@ class Jobs:
         assert isinstance(self.runner, CeleryRunner)
         return sum(len(run) for run in self.runner.publish_chunks(job_id))
 
+    def waiting_messages(self) -> int:
+        """How many messages wait in the broker's queue (the sweep's check before republishing)."""
+        assert isinstance(self.runner, CeleryRunner)
+        return self.runner.waiting_messages()
+
     def run_chunks(self, job_id: str, seqs: Sequence[int]) -> dict[str, int]:
         """Run a run of chunks of one job, one after another, each in its own transaction.
 

@@ -139,6 +139,26 @@ class JobStore:
                 .order_by(job_table.c.created_at)
             ))
 
+    def stalled(self, older_than: datetime.timedelta) -> list[str]:
+        """Published jobs, not cancelled, with queued chunks, none of whose chunks finished for ``older_than``.
+
+        Since their last finished chunk (or their publish, when none has): the
+        broker may have lost their messages (a Redis restarted without
+        persistence, a failover to an empty replica).
+        """
+        cutoff = utcnow() - older_than
+        waiting = sa.select(chunk_table.c.job_id).where(chunk_table.c.status == QUEUED).distinct().subquery()
+        last_finished = (sa.select(sa.func.max(chunk_table.c.finished_at))
+                         .where(chunk_table.c.job_id == job_table.c.id).scalar_subquery())
+        with self.engine.connect() as connection:
+            return list(connection.scalars(
+                sa.select(job_table.c.id)
+                .join(waiting, waiting.c.job_id == job_table.c.id)
+                .where(job_table.c.published_at.is_not(None), job_table.c.cancelled_at.is_(None),
+                       sa.func.coalesce(last_finished, job_table.c.published_at) < cutoff)
+                .order_by(job_table.c.created_at)
+            ))
+
     def _mark(self, job_id: str, column: sa.Column[Any]) -> bool:
         with self.engine.begin() as connection:
             result = connection.execute(
