@@ -222,7 +222,11 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._reset()
 
     def _reset(self) -> None:
-        """The state of this process (again after a fork: locks and threads do not cross it)."""
+        """The state of this process.
+
+        Again in a forked child, on its first record or flush: locks and threads do not cross a fork,
+        and what the parent had queued is the parent's to write, not written twice.
+        """
         self._pid = os.getpid()
         self._queue: collections.deque[bytes | logging.LogRecord] = collections.deque()
         self._queued = 0
@@ -260,7 +264,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().emit(record)
             return
         if self._pid != os.getpid():
-            self._reset()  # a forked child: its parent writes what was queued before the fork
+            self._reset()
         urgent = record.levelno >= logging.WARNING
         if urgent or record.args or record.exc_info or record.stack_info:
             # Formatted now: its arguments and traceback may not be the same later.
@@ -304,6 +308,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._fd is None:
             super().flush()
             return
+        if self._pid != os.getpid():
+            self._reset()
         with self._write_lock:
             queue = self._queue
             # popleft() is atomic too: lines queued meanwhile wait for the next write.

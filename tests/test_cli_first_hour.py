@@ -76,7 +76,7 @@ class TestBind:
         with serving(['serve', url, '--bind', str(port), '--workers', '1', '--token', TOKEN],
                      log_path=tmp_path / 'server.log', token=TOKEN) as server:
             assert server.request('GET', '/api/health') == (200, {'status': 'ok'})
-            assert f'Listening at: http://127.0.0.1:{port}' in server.log()
+            assert f'Listening at: http://127.0.0.1:{port}' in server.log_once('Listening at')
 
 
 class TestSqliteFiles:

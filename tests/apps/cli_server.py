@@ -10,7 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ class Server(Gunicorn):
 
     def log(self) -> str:
         return self.log_path.read_text(errors='replace')
+
+    def log_once(self, done: str | Callable[[str], bool], timeout: float = 15.0) -> str:
+        """The log once it holds ``done`` (a string, or a test of the whole text), or after ``timeout``.
+
+        Lines at INFO reach the log within the writer's interval (0.1 s), not at once; WARNING and
+        above do at once. On timeout the log is returned as it is, for the test's assert to show.
+        """
+        holds = (lambda text: done in text) if isinstance(done, str) else done
+        deadline = time.monotonic() + timeout
+        text = self.log()
+        while not holds(text) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text = self.log()
+        return text
 
     def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
                 seconds: float = 30) -> tuple[int, Any]:

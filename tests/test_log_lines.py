@@ -1,0 +1,168 @@
+"""logs.LineHandler: whole lines, in order, INFO in batches, WARNING at once, nothing lost at exit."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jet_sqla import logs
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[tuple[Path, io.TextIOWrapper]]:
+    path = tmp_path / 'lines.log'
+    with open(path, 'w', encoding='utf-8') as stream:
+        yield path, stream
+
+
+def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
+    logger = logging.getLogger(f'test_log_lines.{name}')
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger
+
+
+def json_handler(stream: io.TextIOWrapper, interval: float) -> logs.LineHandler:
+    handler = logs.LineHandler(stream, interval=interval)
+    handler.setFormatter(logs.JSONFormatter())
+    return handler
+
+
+def messages(path: Path) -> list[str]:
+    return [json.loads(line)['msg'] for line in path.read_text(encoding='utf-8').splitlines()]
+
+
+def test_configured_logging_uses_it() -> None:
+    handler = logs.logging_config('kv')['handlers']['stderr']
+    assert handler['class'] == 'jet_sqla.logs.LineHandler'
+
+
+def test_info_waits_for_the_writer_and_a_warning_writes_everything_before_it_at_once(
+        log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = json_handler(stream, interval=60)  # the writer thread will not write during this test
+    log = logger_to(handler, 'order')
+    try:
+        log.info('first')
+        log.debug('second', extra={'n': 2})
+        assert path.read_text() == ''  # queued, not written
+        log.warning('third')
+        assert messages(path) == ['first', 'second', 'third']
+        log.info('fourth')
+        log.error('fifth')
+        assert messages(path) == ['first', 'second', 'third', 'fourth', 'fifth']
+    finally:
+        handler.close()
+
+
+def test_the_writer_thread_writes_info_lines_within_its_interval(log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = json_handler(stream, interval=0.05)
+    log = logger_to(handler, 'interval')
+    try:
+        log.info('soon')
+        deadline = time.monotonic() + 10
+        while not path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert messages(path) == ['soon']
+    finally:
+        handler.close()
+
+
+def test_many_threads_write_whole_lines_and_lose_none(log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = json_handler(stream, interval=0.01)
+    log = logger_to(handler, 'threads')
+    threads, per_thread = 8, 1500
+
+    def work(number: int) -> None:
+        for i in range(per_thread):
+            log.info('line', extra={'worker': number, 'i': i, 'padding': 'x' * (i % 300)})
+            if i % 500 == 0:
+                log.warning('checkpoint', extra={'worker': number, 'i': i})
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    handler.close()
+    records = [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]  # each line whole JSON
+    for number in range(threads):
+        mine = [r['i'] for r in records if r['worker'] == number and r['msg'] == 'line']
+        assert mine == list(range(per_thread))  # every line, in the order its thread logged them
+    assert len(records) == threads * (per_thread + 3)
+
+
+def test_a_message_with_arguments_says_what_was_true_when_it_was_logged(
+        log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = json_handler(stream, interval=60)
+    log = logger_to(handler, 'arguments')
+    state = ['before']
+    log.info('state %s', state)
+    state[0] = 'after'
+    handler.flush()
+    handler.close()
+    assert messages(path) == ["state ['before']"]
+
+
+def test_a_stream_without_a_descriptor_is_written_at_once() -> None:
+    stream = io.StringIO()
+    handler = logs.LineHandler(stream, interval=60)
+    handler.setFormatter(logs.KeyValueFormatter())
+    log = logger_to(handler, 'stringio')
+    log.info('at once', extra={'k': 'v'})
+    assert 'msg="at once" k=v' in stream.getvalue()
+    handler.close()
+
+
+def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1])})
+
+
+def test_queued_lines_are_written_when_the_process_exits(tmp_path: Path) -> None:
+    done = run_python(
+        'import logging\n'
+        'from jet_sqla import logs\n'
+        'logs.configure("json", "info")\n'
+        'for i in range(500):\n'
+        '    logging.getLogger("app").info("line", extra={"i": i})\n',
+        tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)['i'] for line in done.stderr.splitlines()] == list(range(500))
+
+
+def test_a_forked_child_does_not_write_its_parents_queued_lines(tmp_path: Path) -> None:
+    done = run_python(
+        'import logging, os\n'
+        'from jet_sqla import logs\n'
+        'logs.configure("json", "info")\n'
+        'handler = logging.getLogger().handlers[0]\n'
+        'handler.interval = 60\n'
+        'logging.getLogger("app").info("parent before fork")\n'
+        'for says in ("child", None):\n'
+        '    pid = os.fork()\n'
+        '    if pid == 0:\n'
+        '        if says:\n'
+        '            logging.getLogger("app").info(says)\n'
+        '        logging.shutdown()  # what exiting does: flush, close\n'
+        '        os._exit(0)\n'
+        '    os.waitpid(pid, 0)\n'
+        'logging.getLogger("app").info("parent after fork")\n',
+        tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line)['msg'] for line in done.stderr.splitlines()]
+    assert sorted(lines) == ['child', 'parent after fork', 'parent before fork']
