@@ -250,14 +250,14 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         stream.flush()
         return descriptor if isinstance(descriptor, int) else None
 
-    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+    def handle(self, record: logging.LogRecord) -> bool:
         if self._fd is None:
             return super().handle(record)
         result = self.filter(record)  # no lock: emit takes its own only to write
         if result:
             # Python 3.12's filters may return the record to write instead.
             self.emit(result if isinstance(result, logging.LogRecord) else record)
-        return result
+        return bool(result)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._fd is None:
