@@ -309,17 +309,17 @@ class Dispatcher:
         if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
                 self._limit_session(session)
-                options = source.options(session, query)
+                answer = source.answer(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
             # Nor a transaction: see reads.py, which also says how a statement timeout fits such reads
             # (per pooled connection, not SET LOCAL, which needs a transaction).
             with read_connection(self.engine) as connection:
                 database.limit_reads(connection, self.read_timeout)
-                options = source.options(connection, query)
+                answer = source.answer(connection, query)
         else:
-            options = source.options(None, query)
-        return encoding.dumps([option.to_dict() for option in options])
+            answer = source.answer(None, query)
+        return encoding.dumps(answer)
 
     def _no_options_reason(self, params: Mapping[str, Any], field: str) -> str:
         model = params.get('model')
