@@ -319,7 +319,7 @@ class Dispatcher:
                 answer = source.answer(connection, query)
         else:
             answer = source.answer(None, query)
-        return encoding.dumps(answer)
+        return encoding.dumps_str_keys(answer)
 
     def _no_options_reason(self, params: Mapping[str, Any], field: str) -> str:
         model = params.get('model')

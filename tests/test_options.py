@@ -161,6 +161,14 @@ class TestCustom:
 
         assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['ADA', 'ALAN']
 
+    def test_custom_values_with_keys_that_are_not_strings(self, bridge: Bridge, client: Client) -> None:
+        """The answer is encoded on the fast path for string keys; a value with others still goes out."""
+        @bridge.field_options('users', 'city')
+        def cities() -> list[Option]:
+            return [Option({1: 'Rome', 'zip': 100}, 'Rome', color='red')]
+
+        assert options(client, 'users', 'city') == [{'value': {'1': 'Rome', 'zip': 100}, 'name': 'Rome', 'color': 'red'}]
+
     def test_custom_function_with_unknown_parameters_is_refused_at_declaration(self, bridge: Bridge) -> None:
         with pytest.raises(TypeError, match='asks for country'):
             @bridge.field_options(User, 'tier')
