@@ -39,13 +39,9 @@ from .errors import (
     ServerBusy,
     StatementTimeout,
 )
+from .field_options import FieldOptions
 from .history import RunHistory
-from .options import (
-    MAX_SEARCH_LENGTH,
-    FieldOptions,
-    OptionsSource,
-    composite_foreign_key,
-)
+from .options import MAX_SEARCH_LENGTH, OptionsSource, composite_foreign_key
 from .options_query import parse_query
 from .reads import read_connection
 from .runs import ExecuteRequest

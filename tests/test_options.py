@@ -279,6 +279,32 @@ class TestForeignKeyAnswers:
             Client(make_bridge()), 'accounts', 'owner_id', after=2)
 
 
+class TestSourcesFoundOnce:
+    """Which source answers a field is remembered, keyed by collection and field."""
+
+    def test_a_custom_function_declared_after_a_derived_answer_takes_over(self, bridge: Bridge, client: Client,
+                                                                           engine: sa.Engine) -> None:
+        add_users(engine, ['Ada'])
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['Ada']
+
+        @bridge.field_options(Account, 'owner_id')
+        def owners() -> list[Option]:
+            return [Option(1, 'custom Ada')]
+
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['custom Ada']
+
+    def test_each_collection_and_field_keeps_its_own(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['Ada'])
+        with Session(engine) as session, session.begin():
+            session.add(Tag(code='py', title='Python'))
+        for _ in range(2):
+            assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['Ada']
+            assert [o['name'] for o in options(client, 'documents', 'tag_code')] == ['Python']
+            assert [o['value'] for o in options(client, 'users', 'status')] == ['in-progress', 'done']
+            # The same field name on a collection without it is still unknown there.
+            assert client.message('get_field_options', {'model': 'users', 'field': 'owner_id'}).status_code == 404
+
+
 def test_colors_by_value_are_stable_colors_and_start_over_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(colors, 'REMEMBERED', 3)
     remembered = ColorsByValue()
