@@ -67,6 +67,13 @@ class FieldOptions:
                 self._for_column[collection.name, field] = source
         return source
 
+    def remembered(self, collection_name: str, field: str) -> OptionsSource | None:
+        """What :meth:`for_column` found for ``field`` of the collection so named, if it was asked before.
+
+        PERF: a request for a field asked before skips the catalog's lookups.
+        """
+        return self._for_column.get((collection_name, field))
+
     def _find_for_column(self, collection: Collection, field: str) -> OptionsSource | None:
         custom = self.custom('collection', collection.name, field)
         if custom is not None:

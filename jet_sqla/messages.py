@@ -348,6 +348,10 @@ class Dispatcher:
                 raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
             return form_field.options if form_field is not None else None
         model = params.get('model')
+        if isinstance(model, str):
+            remembered = self.field_options.remembered(model, field)
+            if remembered is not None:
+                return remembered
         if model is None or (model == '' and self.handlers.get_handler(GET_FIELD_OPTIONS) is None):
             # Neither said: name both ways of asking, not only the collection. ("" is a string, as the
             # document says: with a handler-style options function, it reaches the handler.)
