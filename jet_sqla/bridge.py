@@ -26,7 +26,8 @@ from .integrations.async_engines import is_async_engine, sync_engine_for, sync_u
 from .integrations.sqlmodel_sessions import session_class_for
 from .jobs import DEFAULT_QUEUE, Jobs
 from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
-from .options import MAX_SEARCH_LENGTH, FieldOptions
+from .field_options import FieldOptions
+from .options import MAX_SEARCH_LENGTH
 from .params import Param
 from .permissions import JetPermissions
 from .runs import ExecuteRequest

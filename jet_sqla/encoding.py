@@ -20,7 +20,7 @@ import re
 import uuid
 from typing import Any
 
-__all__ = ['BACKEND', 'DecodeError', 'dumps', 'dumps_canonical', 'json_scalar', 'loads']
+__all__ = ['BACKEND', 'DecodeError', 'dumps', 'dumps_canonical', 'dumps_str_keys', 'json_scalar', 'loads']
 
 _CHOICES = ('auto', 'orjson', 'stdlib')
 
@@ -98,9 +98,13 @@ BACKEND = 'stdlib' if orjson is None else 'orjson'
 
 if orjson is None:
     dumps = _std_dumps
+    dumps_str_keys = _std_dumps
     loads = _std_loads
 else:
     _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
+    # PERF: OPT_NON_STR_KEYS sends every dict through orjson's slower path; it doubled the time a
+    # page of 50 options took to encode.
+    _STR_KEYS_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS
 
     def dumps(value: Any) -> bytes:
         """``value`` as compact UTF-8 JSON."""
@@ -111,6 +115,14 @@ else:
                 # Any JSON number is a value (a JWT's exp: 2**64): the standard library writes it.
                 return _std_dumps(value)
             raise TypeError(str(error)) from None
+        return encoded
+
+    def dumps_str_keys(value: Any) -> bytes:
+        """:func:`dumps`, faster when every dict key in ``value`` is a string (the same bytes either way)."""
+        try:
+            encoded: bytes = orjson.dumps(value, default=_default, option=_STR_KEYS_OPTIONS)
+        except orjson.JSONEncodeError:  # a key that is not a string, or what dumps handles or reports
+            return dumps(value)
         return encoded
 
     def loads(data: bytes | str) -> Any:

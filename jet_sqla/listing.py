@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from .collection import Collection
 from .fields import field_for_column_type
-from .options import FieldOptions, ForeignKeyOptions
+from .field_options import FieldOptions
+from .options import ForeignKeyOptions
 
 __all__ = ['describe_columns', 'related_labels']
 

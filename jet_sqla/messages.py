@@ -39,13 +39,9 @@ from .errors import (
     ServerBusy,
     StatementTimeout,
 )
+from .field_options import FieldOptions
 from .history import RunHistory
-from .options import (
-    MAX_SEARCH_LENGTH,
-    FieldOptions,
-    OptionsSource,
-    composite_foreign_key,
-)
+from .options import MAX_SEARCH_LENGTH, OptionsSource, composite_foreign_key
 from .options_query import parse_query
 from .reads import read_connection
 from .runs import ExecuteRequest
@@ -309,17 +305,17 @@ class Dispatcher:
         if source.needs_session or (source.needs_connection and self.options_in_sessions):
             with self.sessions() as session:
                 self._limit_session(session)
-                options = source.options(session, query)
+                answer = source.answer(session, query)
         elif source.needs_connection:
             # PERF: a Core SELECT needs no ORM session around it; the session cost half as much as the query.
             # Nor a transaction: see reads.py, which also says how a statement timeout fits such reads
             # (per pooled connection, not SET LOCAL, which needs a transaction).
             with read_connection(self.engine) as connection:
                 database.limit_reads(connection, self.read_timeout)
-                options = source.options(connection, query)
+                answer = source.answer(connection, query)
         else:
-            options = source.options(None, query)
-        return encoding.dumps([option.to_dict() for option in options])
+            answer = source.answer(None, query)
+        return encoding.dumps_str_keys(answer)
 
     def _no_options_reason(self, params: Mapping[str, Any], field: str) -> str:
         model = params.get('model')
@@ -352,6 +348,10 @@ class Dispatcher:
                 raise NotFound(f'Action {action.name!r} has no field {field[:100]!r}')
             return form_field.options if form_field is not None else None
         model = params.get('model')
+        if isinstance(model, str):
+            remembered = self.field_options.remembered(model, field)
+            if remembered is not None:
+                return remembered
         if model is None or (model == '' and self.handlers.get_handler(GET_FIELD_OPTIONS) is None):
             # Neither said: name both ways of asking, not only the collection. ("" is a string, as the
             # document says: with a handler-style options function, it reaches the handler.)

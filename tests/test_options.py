@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from jet_sqla import Bridge, Option
+from jet_sqla import Bridge, Option, colors
+from jet_sqla.colors import ColorsByValue, stable_color
 from jet_sqla.options import PALETTE, EnumOptions, distinct_colors
 
-from .conftest import Client, StatementLog
+from .conftest import TOKEN, Client, StatementLog
 from .models import Account, Document, Status, Tag, Tier, User
 
 
@@ -159,6 +161,14 @@ class TestCustom:
 
         assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['ADA', 'ALAN']
 
+    def test_custom_values_with_keys_that_are_not_strings(self, bridge: Bridge, client: Client) -> None:
+        """The answer is encoded on the fast path for string keys; a value with others still goes out."""
+        @bridge.field_options('users', 'city')
+        def cities() -> list[Option]:
+            return [Option({1: 'Rome', 'zip': 100}, 'Rome', color='red')]
+
+        assert options(client, 'users', 'city') == [{'value': {'1': 'Rome', 'zip': 100}, 'name': 'Rome', 'color': 'red'}]
+
     def test_custom_function_with_unknown_parameters_is_refused_at_declaration(self, bridge: Bridge) -> None:
         with pytest.raises(TypeError, match='asks for country'):
             @bridge.field_options(User, 'tier')
@@ -236,3 +246,106 @@ class TestEnumColors:
     def test_a_member_keeps_its_color_when_others_are_appended(self) -> None:
         names = ['NEW', 'PAID', 'SHIPPED']
         assert distinct_colors(names) == distinct_colors([*names, 'CANCELLED', 'REFUNDED'])[:3]
+
+
+class TestForeignKeyAnswers:
+    """The answer is built straight from the rows, with colors remembered by value: still each value's own."""
+
+    def test_each_option_is_what_an_option_of_its_row_says(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['Ada', 'Alan', 'Grace'])
+        with Session(engine) as session, session.begin():
+            session.add_all([Tag(code='py', title='Python'), Tag(code='1', title='One')])
+        for _ in range(2):  # the colors of the second answer come from what the first remembered
+            assert options(client, 'accounts', 'owner_id') == [
+                Option(key, name).to_dict() for key, name in [(1, 'Ada'), (2, 'Alan'), (3, 'Grace')]]
+            # A string key '1' gets the color of the text '1', as the integer 1 of the other field does.
+            assert options(client, 'documents', 'tag_code') == [
+                Option(key, name).to_dict() for key, name in [('1', 'One'), ('py', 'Python')]]
+
+    def test_a_changed_label_or_a_new_row_is_seen_on_the_next_page(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['Ada', 'Alan'])
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['Ada', 'Alan']
+        with engine.begin() as connection:
+            connection.execute(sa.update(User).where(User.id == 1).values(name='Ada Lovelace'))
+            connection.execute(sa.insert(User), [{'id': 3, 'name': 'Grace'}])
+        found = options(client, 'accounts', 'owner_id')
+        assert [(o['value'], o['name']) for o in found] == [(1, 'Ada Lovelace'), (2, 'Alan'), (3, 'Grace')]
+        assert [o['color'] for o in found] == [stable_color(value) for value in (1, 2, 3)]
+
+    def test_two_bridges_give_a_value_the_same_color(self, client: Client, make_bridge: Any,
+                                                     engine: sa.Engine) -> None:
+        add_users(engine, [f'user {i}' for i in range(1, 8)])
+        assert options(client, 'accounts', 'owner_id', after=2) == options(
+            Client(make_bridge()), 'accounts', 'owner_id', after=2)
+
+
+class TestSourcesFoundOnce:
+    """Which source answers a field is remembered, keyed by collection and field."""
+
+    def test_a_custom_function_declared_after_a_derived_answer_takes_over(self, bridge: Bridge, client: Client,
+                                                                           engine: sa.Engine) -> None:
+        add_users(engine, ['Ada'])
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['Ada']
+
+        @bridge.field_options(Account, 'owner_id')
+        def owners() -> list[Option]:
+            return [Option(1, 'custom Ada')]
+
+        assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['custom Ada']
+
+    def test_each_collection_and_field_keeps_its_own(self, client: Client, engine: sa.Engine) -> None:
+        add_users(engine, ['Ada'])
+        with Session(engine) as session, session.begin():
+            session.add(Tag(code='py', title='Python'))
+        for _ in range(2):
+            assert [o['name'] for o in options(client, 'accounts', 'owner_id')] == ['Ada']
+            assert [o['name'] for o in options(client, 'documents', 'tag_code')] == ['Python']
+            assert [o['value'] for o in options(client, 'users', 'status')] == ['in-progress', 'done']
+            # The same field name on a collection without it is still unknown there.
+            assert client.message('get_field_options', {'model': 'users', 'field': 'owner_id'}).status_code == 404
+
+
+def test_colors_by_value_are_stable_colors_and_start_over_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(colors, 'REMEMBERED', 3)
+    remembered = ColorsByValue()
+    keys = [1, 2, 3, 4, 'a', uuid.UUID(int=5)]
+    assert [remembered[key] for key in keys] == [stable_color(key) for key in keys]
+    assert len(remembered) <= 3
+    with pytest.raises(TypeError):
+        remembered[[1]]  # type: ignore[index]  # unhashable: the caller falls back to stable_color
+
+
+class _ListKey(sa.types.TypeDecorator[Any]):
+    """A key read back as a list: unhashable, so no cache can remember its color."""
+
+    impl = sa.String(20)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else list(value)
+
+
+def test_unhashable_keys_still_get_their_colors(tmp_path: Any) -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Shelf(Base):
+        __tablename__ = 'shelves'
+        code: Mapped[str] = mapped_column(_ListKey(), primary_key=True)
+        name: Mapped[str] = mapped_column(sa.String(20))
+
+    class Book(Base):
+        __tablename__ = 'books'
+        id: Mapped[int] = mapped_column(primary_key=True)
+        shelf_code: Mapped[str] = mapped_column(sa.ForeignKey('shelves.code'))
+
+    engine = sa.create_engine(f'sqlite:///{tmp_path / "shelves.db"}')
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(Shelf), [{'code': 'ab', 'name': 'first'}, {'code': 'cd', 'name': 'second'}])
+    found = Client(Bridge(Base, engine=engine, token=TOKEN)).message(
+        'get_field_options', {'model': 'books', 'field': 'shelf_code'})
+    assert found.status_code == 200, found.text
+    assert found.json == [{'value': key, 'name': name, 'color': stable_color(key)}
+                          for key, name in ((['a', 'b'], 'first'), (['c', 'd'], 'second'))]
+    engine.dispose()
