@@ -10,31 +10,32 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import falcon
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from . import database, encoding, http, openapi
-from .actions import Executor
-from .audit import AuditLog
+from . import encoding, http, wiring
 from .auth import Authenticator, configured_public_key, configured_tokens
 from .catalog import Catalog, CollectionNamer, Target
 from .changes import DEFAULT_MAX_CHANGES
-from .database import pool_options
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .errors import NotFound
-from .history import RunHistory
-from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
-from .integrations.sqlmodel_sessions import session_class_for
-from .jobs import DEFAULT_QUEUE, Jobs
-from .messages import CANCEL_JOB, GET_JOB, Dispatcher, Handlers, default_handlers
+from .integrations.async_engines import is_async_engine, sync_engine_for
+from .jobs import DEFAULT_QUEUE
+from .messages import Handlers, default_handlers
 from .field_options import FieldOptions
 from .options import MAX_SEARCH_LENGTH
 from .params import Param
 from .permissions import JetPermissions
 from .runs import ExecuteRequest
-from .sessions import SessionFactory, database_of, engines_of
+from .sessions import SessionFactory, database_of
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .actions import Executor
+    from .audit import AuditLog
+    from .history import RunHistory
+    from .jobs import Jobs
+    from .messages import Dispatcher
 
 __all__ = ['DEFAULT_QUERY_TIMEOUT', 'Bridge']
 
@@ -111,6 +112,19 @@ class Bridge:
         ValueError: no authentication is configured and ``insecure`` is false.
     """
 
+    # Built over the database by wiring.wire_database: in the constructor, or when an integration
+    # learns of the database later (Flask-SQLAlchemy, at init_app).
+    engine: sa.Engine
+    session_factory: SessionFactory | None
+    sessions: Callable[[], Session]
+    audit: AuditLog | None
+    executor: Executor
+    history: RunHistory
+    #: Options and listings read through this engine (see wiring.wire_database).
+    read_engine: sa.Engine
+    dispatcher: Dispatcher
+    jobs: Jobs
+
     def __init__(
         self,
         target: Target,
@@ -177,24 +191,19 @@ class Bridge:
         self.messages = Handlers(parent=default_handlers)
         if jet_permissions and not self.authenticator.accepts_jwt:
             raise ValueError('jet_permissions=True needs jwt_public_key= and project=: permissions come from the JWT')
-        self._permissions = JetPermissions() if jet_permissions else None
-        self._history_wanted = audit if history is None else history
-        self._max_changes = max_changes
         self.prefix = prefix
         self.max_body_size = max_body_size
         self.console = console
         self.cors_origins = cors_origins
-        self._audit_wanted = audit
-        self._max_ids = max_ids
-        self._retries = retries
-        self._query_timeout = query_timeout
-        self._max_search_length = max_search_length
-        self._max_job_ids = max_job_ids
-        self._jobs_options: dict[str, Any] = {
-            'broker': broker or os.environ.get('JET_SQLA_BROKER_URL') or None,
-            'queue': job_queue or os.environ.get('JET_SQLA_JOB_QUEUE') or DEFAULT_QUEUE,
-            'threads': job_threads,
-        }
+        #: What the services over the database are built with (again by ``use_database``).
+        self.settings = wiring.Settings(
+            audit=audit, history=audit if history is None else history, max_changes=max_changes,
+            max_ids=max_ids, max_job_ids=max_job_ids, retries=retries,
+            permissions=JetPermissions() if jet_permissions else None,
+            query_timeout=query_timeout, max_search_length=max_search_length,
+            broker=broker or os.environ.get('JET_SQLA_BROKER_URL') or None,
+            job_queue=job_queue or os.environ.get('JET_SQLA_JOB_QUEUE') or DEFAULT_QUEUE, job_threads=job_threads,
+        )
         #: Entered around every request and run (a Flask app context, once mounted on Flask).
         self.app_context: Callable[[], Any] | None = None
         if sync_engine is not None:
@@ -209,37 +218,7 @@ class Bridge:
         self.engine = engine
         #: The app's own session factory, if one was given (else a private sessionmaker is used).
         self.session_factory = session_factory
-        for each in engines_of(engine, session_factory):
-            database.install(each)
-        self.sessions: Callable[[], Session] = (
-            session_factory if session_factory is not None
-            else sessionmaker(engine, expire_on_commit=False,
-                              class_=session_class_for(collection.model for collection in self.catalog))
-        )
-        self.audit = AuditLog(engine) if self._audit_wanted else None
-        self.executor = Executor(self.catalog, self.sessions, audit=self.audit,
-                                 max_ids=self._max_ids, retries=self._retries, permissions=self._permissions,
-                                 max_job_ids=self._max_job_ids,
-                                 history=self._history_wanted, max_changes=self._max_changes)
-        self.history = RunHistory(engine, self.catalog, self.actions, self.executor, enabled=self.executor.history)
-        #: Options and listings read through this engine: on PostgreSQL, a pool whose connections
-        #: carry the statement timeout (see database.read_engine); elsewhere, or when the app's own
-        #: sessions must carry its filters, ``engine`` itself (each read then sets the bound).
-        self.read_engine = database.read_engine(engine, self._query_timeout) if session_factory is None else engine
-        read_sessions: Callable[[], Session] = sessionmaker(self.read_engine, expire_on_commit=False) \
-            if self.read_engine is not engine else self.sessions
-        self.dispatcher = Dispatcher(self.catalog, self.actions, self.options, self.executor,
-                                     read_sessions, self.messages, engine=self.read_engine,
-                                     listing=self.console, history=self.history, read_timeout=self._query_timeout,
-                                     max_search_length=self._max_search_length)
-        #: Background runs: recorded, published, run chunk by chunk, and reported (jet_sqla.jobs).
-        self.jobs = Jobs(engine, self.catalog, self.actions, self.executor, context=self._run_context,
-                         **self._jobs_options)
-        self.executor.jobs = self.jobs
-        self.dispatcher.add_route(GET_JOB, self.jobs.get_job)
-        self.dispatcher.add_route(CANCEL_JOB, self.jobs.cancel_job)
-        # The app's own sessions carry its filters (soft delete, tenants): option queries go through them too.
-        self.dispatcher.options_in_sessions = session_factory is not None
+        wiring.wire_database(self, engine, session_factory)
 
     @classmethod
     def reflect(
@@ -259,17 +238,7 @@ class Bridge:
             schemas: The schemas to reflect; ``None`` is the default schema.
             **kwargs: As for :class:`Bridge`.
         """
-        engine: sa.Engine
-        if isinstance(database_url, str):
-            engine = sa.create_engine(sync_url(database_url), pool_pre_ping=True,
-                                   **pool_options(sync_url(database_url)))
-        elif isinstance(database_url, sa.Engine) and not is_async_engine(database_url):
-            engine = database_url
-        else:
-            engine = sync_engine_for(database_url)
-        metadata = sa.MetaData()
-        for schema in schemas:
-            metadata.reflect(engine, schema=schema)
+        engine, metadata = wiring.reflected(database_url, schemas)
         kwargs.setdefault('default_schema', sa.inspect(engine).default_schema_name)
         return cls(metadata, engine=engine, **kwargs)
 
@@ -441,25 +410,4 @@ class Bridge:
             route_prefix: Where the routes go in the Falcon app, when another app
                 strips the bridge's prefix before it (Flask, Starlette mounts).
         """
-        self._require_database()
-        self.catalog.refresh()  # classes mapped after the bridge was built (a Flask app's models module)
-        if self.audit is not None:
-            self.audit.check_ready()
-        if any(action.background for action in self.actions):
-            self.jobs.check_ready()
-            # Started on the first message, in the process that serves it: a pool made
-            # here could be in a server's master, whose threads a fork leaves behind.
-            self.dispatcher.before = self.jobs.ensure_started
-        self._warn_if_insecure()
-        return {
-            'dispatcher': self.dispatcher,
-            'authenticator': self.authenticator,
-            'engine': self.engine,
-            'prefix': self.prefix if route_prefix is None else route_prefix,
-            'max_body_size': self.max_body_size,
-            'console': self.console,
-            'openapi': openapi.document(prefix=self.prefix, max_body_size=self.max_body_size,
-                                        max_ids=self.executor.max_ids,
-                                        collections=tuple(collection.name for collection in self.catalog),
-                                        listing=self.console, history=self.executor.history),
-        }
+        return wiring.route_options(self, route_prefix)
