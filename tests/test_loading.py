@@ -60,6 +60,11 @@ class TestStatements:
         if engine.dialect.name == 'postgresql':
             (select,) = selects
             assert 'users.id = ANY (%(jet_sqla_ids)s::INTEGER[])' in select  # one array parameter
+        elif engine.dialect.name in ('mysql', 'mariadb'):
+            # Integer keys on MariaDB 10.6+: one JSON array parameter per chunk, read by JSON_TABLE.
+            size = loading.chunk_size(engine.dialect)
+            assert len(selects) == -(-N // size)
+            assert all('JSON_TABLE(%(jet_sqla_ids)s' in select and select.count('%(') == 1 for select in selects)
         else:
             size = loading.chunk_size(engine.dialect)
             assert size >= 999 and len(selects) == -(-N // size)
@@ -125,6 +130,33 @@ def _locked_by_others(engine: sa.Engine) -> set[int]:
         free = set(connection.scalars(sa.select(User.id).with_for_update(skip_locked=True)))
         connection.rollback()
     return set(range(1, N + 1)) - free
+
+
+@pytest.mark.parametrize('dialect', ['mariadb'], indirect=True)
+class TestJsonTableForm:
+    """MariaDB: integer keys in one JSON parameter; the IN list where that form cannot serve."""
+
+    def test_forms(self, engine: sa.Engine) -> None:
+        with engine.connect():
+            pass  # the dialect learns the server's version on the first connection
+        integer, text = User.__table__.c.id, Tag.__table__.c.code
+        assert loading.statement_form(engine.dialect, integer) == 'json'
+        assert loading.statement_form(engine.dialect, integer, lock=True) == 'in'  # locks follow the IN scan
+        assert loading.statement_form(engine.dialect, text) == 'in'
+
+    def test_a_key_past_bigint_falls_back_to_the_in_list(self, engine: sa.Engine, statements: StatementLog) -> None:
+        add_users(engine, 3)
+        with Session(engine) as session, statements:
+            found = dict(loading.iter_by_pk(session, User, 'id', User.__table__.c.id, [3, 2**63 + 7, 1]))
+        assert sorted(found) == [1, 3]
+        (select,) = statements.selects()
+        assert 'JSON_TABLE' not in select and select.count('%(') == 3
+
+    def test_missing_and_repeated_rows_in_one_chunk(self, engine: sa.Engine) -> None:
+        add_users(engine, 10)
+        with Session(engine) as session:
+            found = [key for key, _ in loading.iter_by_pk(session, User, 'id', User.__table__.c.id, [9, 42, 2, -5])]
+        assert sorted(found) == [2, 9]
 
 
 @pytest.mark.parametrize('dialect', ['postgresql', 'mariadb'], indirect=True)
