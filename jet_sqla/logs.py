@@ -193,13 +193,16 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     one of the other request threads takes it, and getting it back is a futex
     wait and two context switches; ``StreamHandler``'s lock, held across the
     write, adds its own hand-overs. Under ``jet-sqla serve``'s 8 threads the
-    "action ran" line cost about 50 µs of CPU per trivial ``execute_action``
+    "action ran" line cost 60-70 µs of CPU per trivial ``execute_action``
     (11 µs in one thread); see BENCHMARKS.md. Here a record at INFO or below is
-    formatted in the caller's thread (so it says what was true then), queued,
-    and written with the others by one ``os.write()`` from a writer thread,
-    every ``interval`` seconds. A WARNING or above is written at once, after
-    everything queued before it, so lines keep their order. At exit
-    (``logging.shutdown``) and on ``flush()`` the queue is written out.
+    queued without a lock and written with the others by one ``os.write()``
+    from a writer thread, every ``interval`` seconds. A record whose message
+    has arguments, a traceback or a stack is formatted at once, in the
+    caller's thread, so that it says what was true then; the others (every
+    jet_sqla line: its fields are in ``extra=``) are formatted by the writer.
+    A WARNING or above is written at once, after everything queued before it,
+    so lines keep their order. At exit (``logging.shutdown``) and on
+    ``flush()`` the queue is written out.
 
     What it costs: a process killed with SIGKILL loses the INFO lines of its
     last ``interval`` (0.1 s by default). A forked child drops the lines its
