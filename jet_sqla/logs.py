@@ -233,7 +233,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._pid = os.getpid()
         self._queue: collections.deque[bytes | logging.LogRecord] = collections.deque()
         self._queued = 0
-        self._write_lock = threading.Lock()
+        # Re-entrant: formatting a queued record may itself log a warning, which writes at once.
+        self._write_lock = threading.RLock()
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
 
@@ -327,12 +328,22 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     lines.append(self._encode(entry))
                 except Exception:
                     self.handleError(entry)
-            view = memoryview(b''.join(lines))
+            self._write(b''.join(lines))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = None
+        while view:
             try:
-                while view:
-                    view = view[os.write(self._fd, view):]  # a short write (a signal, a full pipe) goes on
+                view = view[os.write(self._fd, view):]  # type: ignore[arg-type]  # a short write goes on
+            except BlockingIOError:
+                # A non-blocking stream that is full: wait for its reader, a second at most.
+                deadline = deadline if deadline is not None else time.monotonic() + 1
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
             except OSError:
-                pass  # the stream is gone (a closed pipe): there is nowhere left to say so
+                return  # the stream is gone (a closed pipe): there is nowhere left to say so
 
     def close(self) -> None:
         self._stop.set()

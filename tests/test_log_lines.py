@@ -166,3 +166,51 @@ def test_a_forked_child_does_not_write_its_parents_queued_lines(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line)['msg'] for line in done.stderr.splitlines()]
     assert sorted(lines) == ['child', 'parent after fork', 'parent before fork']
+
+
+def test_a_formatter_that_logs_a_warning_does_not_deadlock_the_writer(
+        log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = logs.LineHandler(stream, interval=60)
+    log = logger_to(handler, 'reentrant')
+
+    class Noisy:
+        """A value whose text logs a warning, as user code in an ``extra=`` may."""
+
+        def __str__(self) -> str:
+            log.warning('said while formatting')
+            return 'noisy'
+
+    handler.setFormatter(logs.KeyValueFormatter())
+    log.info('queued', extra={'value': Noisy()})  # formatted later, by flush(), under the write lock
+    flushing = threading.Thread(target=handler.flush)
+    flushing.start()
+    flushing.join(10)
+    assert not flushing.is_alive(), 'flush() deadlocked on its own lock'
+    handler.close()
+    text = path.read_text(encoding='utf-8')
+    assert 'msg="said while formatting"' in text and 'msg=queued value=noisy' in text
+
+
+def test_a_full_non_blocking_pipe_is_waited_for_not_dropped(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    writer = os.fdopen(write_end, 'w')
+    handler = json_handler(writer, interval=60)
+    log = logger_to(handler, 'pipe')
+    received = bytearray()
+
+    def read_slowly() -> None:
+        time.sleep(0.2)  # the pipe (64 KiB) fills up first
+        while chunk := os.read(read_end, 65536):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    for i in range(2000):
+        log.info('line', extra={'i': i, 'padding': 'x' * 100})
+    handler.close()  # about 300 KiB, written through a pipe that is full most of the time
+    writer.close()
+    reader.join(10)
+    os.close(read_end)
+    assert [json.loads(line)['i'] for line in received.decode().splitlines()] == list(range(2000))
