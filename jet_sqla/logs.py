@@ -206,7 +206,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     What it costs: a process killed with SIGKILL loses the INFO lines of its
     last ``interval`` (0.1 s by default). A forked child drops the lines its
-    parent had queued (the parent writes them).
+    parent had queued (the parent writes them). ``interval=0`` writes every
+    line at once (still one ``write()`` each, without a lock): for processes
+    that others fork and end without Python's exit handlers, as Celery's pool
+    does with its child processes.
 
     A stream without a file descriptor (a test's capture, a ``StringIO``) is
     written at once, as ``StreamHandler`` does.
@@ -269,7 +272,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         if self._pid != os.getpid():
             self._reset()
-        urgent = record.levelno >= logging.WARNING
+        urgent = record.levelno >= logging.WARNING or not self.interval
         if urgent or record.args or record.exc_info or record.stack_info:
             # Formatted now: its arguments and traceback may not be the same later.
             try:
@@ -351,7 +354,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def logging_config(log_format: str = 'kv', level: str = 'INFO', access_log: bool = False) -> dict[str, Any]:
+def logging_config(log_format: str = 'kv', level: str = 'INFO', access_log: bool = False,
+                   batched: bool = True) -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` dictionary: every record, gunicorn's too, to stderr.
 
     Args:
@@ -359,6 +363,8 @@ def logging_config(log_format: str = 'kv', level: str = 'INFO', access_log: bool
         level: The lowest level written.
         access_log: Also write gunicorn's line per request (at info, so only when
             ``level`` lets info through). Off by default: see README, "Access lines".
+        batched: Write INFO lines in batches, at most 0.1 s late (:class:`LineHandler`);
+            ``False`` writes each at once.
 
     Raises:
         ValueError: ``log_format`` is not one of :data:`FORMATS`.
@@ -372,7 +378,7 @@ def logging_config(log_format: str = 'kv', level: str = 'INFO', access_log: bool
         'formatters': {'structured': {'()': f'{formatter.__module__}.{formatter.__qualname__}'}},
         'handlers': {
             'stderr': {'class': f'{LineHandler.__module__}.{LineHandler.__qualname__}', 'formatter': 'structured',
-                       'stream': 'ext://sys.stderr'},
+                       'stream': 'ext://sys.stderr', 'interval': LineHandler.interval if batched else 0},
         },
         'root': {'level': level.upper(), 'handlers': ['stderr']},
         'loggers': {
@@ -385,14 +391,15 @@ def logging_config(log_format: str = 'kv', level: str = 'INFO', access_log: bool
     }
 
 
-def configure(log_format: str = 'kv', level: str = 'INFO', access_log: bool = False) -> dict[str, Any]:
+def configure(log_format: str = 'kv', level: str = 'INFO', access_log: bool = False,
+              batched: bool = True) -> dict[str, Any]:
     """Install :func:`logging_config` in this process, and return it (gunicorn applies it again in each worker).
 
     The process's records then go only to jet_sqla's formatters, which never
     write the caller's file and line, the thread or the process name; records
     stop collecting them (the optimisation the logging HOWTO describes).
     """
-    config = logging_config(log_format, level, access_log)
+    config = logging_config(log_format, level, access_log, batched)
     # PERF: a sys._getframe() walk and two lookups less for every record.
     logging._srcfile = None
     logging.logThreads = False

@@ -43,9 +43,22 @@ def messages(path: Path) -> list[str]:
     return [json.loads(line)['msg'] for line in path.read_text(encoding='utf-8').splitlines()]
 
 
-def test_configured_logging_uses_it() -> None:
+def test_configured_logging_uses_it_batched_unless_told_not_to() -> None:
     handler = logs.logging_config('kv')['handlers']['stderr']
-    assert handler['class'] == 'jet_sqla.logs.LineHandler'
+    assert handler['class'] == 'jet_sqla.logs.LineHandler' and handler['interval'] > 0
+    assert logs.logging_config('kv', batched=False)['handlers']['stderr']['interval'] == 0
+
+
+def test_interval_zero_writes_each_line_at_once(log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    """What ``jet-sqla worker`` uses: Celery's pool processes end without the exit handlers that flush."""
+    path, stream = log_file
+    handler = json_handler(stream, interval=0)
+    log = logger_to(handler, 'at_once')
+    log.info('first')
+    assert messages(path) == ['first']
+    log.debug('second', extra={'n': 2})
+    assert messages(path) == ['first', 'second']
+    handler.close()
 
 
 def test_info_waits_for_the_writer_and_a_warning_writes_everything_before_it_at_once(

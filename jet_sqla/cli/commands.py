@@ -54,8 +54,8 @@ def _set_environment(token: str | None, insecure: bool) -> None:
         os.environ['JET_SQLA_INSECURE'] = '1'
 
 
-def _setup_logging(log_format: str, log_level: str, access_log: bool = False) -> dict[str, Any]:
-    config = logs.configure(log_format, log_level, access_log)
+def _setup_logging(log_format: str, log_level: str, access_log: bool = False, batched: bool = True) -> dict[str, Any]:
+    config = logs.configure(log_format, log_level, access_log, batched)
     logs.hide(part.strip() for part in os.environ.get('JET_SQLA_TOKEN', '').split(','))
     return config
 

@@ -42,7 +42,9 @@ def worker(target: str | None, concurrency: int, log_format: str, log_level: str
             or os.environ.get('JET_SQLA_INSECURE') == '1'):
         # A worker serves nothing: a throwaway token only lets the bridge be built.
         os.environ['JET_SQLA_TOKEN'] = secrets.token_urlsafe(24)
-    _setup_logging(log_format, log_level)
+    # Each line at once: Celery's pool processes end without Python's exit handlers, which would
+    # have written a batch still queued.
+    _setup_logging(log_format, log_level, batched=False)
     loaded = load_target(target, build_app=False)
     bridges = [bridge for bridge in loaded.bridges if getattr(bridge, 'jobs', None) is not None and bridge.jobs.broker]
     if not bridges and any(getattr(bridge, 'flask_db', None) is not None and getattr(bridge, 'jobs', None) is None
