@@ -49,6 +49,7 @@ SQLITE_OLD_CHUNK = 500
 DEFAULT_CHUNK = 500
 
 _BIGINT_MIN, _BIGINT_MAX = -2**63, 2**63 - 1
+_ABSENT = object()
 
 #: Loads of at least this many ids run with the cyclic collector paused.
 GC_PAUSE_MIN_IDS = 1_000
@@ -166,7 +167,9 @@ def iter_by_pk(
         # one JSON array of integer keys is one string to escape, bound like any other value.
         value: Any = '[' + ','.join(map(str, batch)) + ']' if form == 'json' else batch
         for instance in session.scalars(statement, {'jet_sqla_ids': value}):
-            yield getattr(instance, pk_attribute), instance
+            # PERF: a loaded key is in the instance's __dict__; the attribute's descriptor is the slow way there.
+            key = instance.__dict__.get(pk_attribute, _ABSENT)
+            yield (getattr(instance, pk_attribute) if key is _ABSENT else key), instance
 
 
 _statements: dict[tuple[type[Any], str, str, bool], sa.Select[Any]] = {}
