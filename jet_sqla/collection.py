@@ -223,10 +223,19 @@ def integer_range(column_type: sa.types.TypeEngine[Any]) -> tuple[int, int] | No
 
 
 def _all_fit(bounds: tuple[int, int], ids: Sequence[Any], dialect: str) -> bool:
-    """PERF: whether every id fits, by one ``min`` and one ``max`` over plain ints (in C), not a call per id."""
-    if not all(type(value) is int for value in ids):
+    """PERF: whether every id fits, by one ``min`` and one ``max`` (in C), not a call per id.
+
+    The ids are coerced to the key's type: ints. Extremes that are not ints (a
+    bool, values that do not compare) answer ``False``, and each id is then
+    checked; a non-int between two ints needs no check (only ints can overflow).
+    """
+    try:
+        low, high = min(ids), max(ids)
+    except TypeError:
         return False
-    return fits_integer_column(bounds, min(ids), dialect) and fits_integer_column(bounds, max(ids), dialect)
+    if type(low) is not int or type(high) is not int:  # a bool's type is not int either
+        return False
+    return fits_integer_column(bounds, low, dialect) and fits_integer_column(bounds, high, dialect)
 
 
 def fits_integer_column(bounds: tuple[int, int] | None, value: Any, dialect: str) -> bool:
