@@ -18,10 +18,10 @@ from .catalog import Catalog, CollectionNamer, Target
 from .changes import DEFAULT_MAX_CHANGES
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .errors import NotFound
+from .field_options import FieldOptions
 from .integrations.async_engines import is_async_engine, sync_engine_for
 from .jobs import DEFAULT_QUEUE
 from .messages import Handlers, default_handlers
-from .field_options import FieldOptions
 from .options import MAX_SEARCH_LENGTH
 from .params import Param
 from .permissions import JetPermissions

@@ -12,8 +12,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 import logging.config
+import os
 import re
 import threading
 import time
@@ -241,7 +241,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
 
-    def setStream(self, stream: Any) -> Any:  # noqa: N802 (logging's name)
+    def setStream(self, stream: Any) -> Any:
         self.flush()
         old = super().setStream(stream)
         self._fd = self._descriptor(self.stream)
@@ -279,7 +279,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 entry: bytes | logging.LogRecord = self._encode(record)
             except RecursionError:
                 raise
-            except Exception:
+            except Exception:  # noqa: BLE001 - logging's contract: a record that cannot be written is reported
                 self.handleError(record)
                 return
         else:
@@ -329,7 +329,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     continue
                 try:
                     lines.append(self._encode(entry))
-                except Exception:
+                except Exception:  # noqa: BLE001 - as in emit(): reported, and the other lines still written
                     self.handleError(entry)
             self._write(b''.join(lines))
 

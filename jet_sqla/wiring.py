@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import database, openapi
-from .database import pool_options
 from .actions import Executor
 from .audit import AuditLog
+from .database import pool_options
 from .history import RunHistory
 from .integrations.async_engines import is_async_engine, sync_engine_for, sync_url
 from .integrations.sqlmodel_sessions import session_class_for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,3 +37,13 @@ def wait_for_job(get_job: Any, job: str, *, until: tuple[str, ...] = FINISHED, t
         if time.monotonic() > deadline:
             raise AssertionError(f'job {job} still {state["status"]} after {timeout}s: {state}')
         time.sleep(0.05)
+
+
+def state_of(client: Any) -> Callable[[str], dict[str, Any]]:
+    """``get_job`` through a test client (tests.conftest.Client), answered 200: what wait_for_job polls."""
+    def get(job: str) -> dict[str, Any]:
+        result = client.message('get_job', {'job': job})
+        assert result.status_code == 200, result.text
+        answer: dict[str, Any] = result.json
+        return answer
+    return get

@@ -19,7 +19,7 @@ from jet_sqla.jobs import chunk_table, job_table
 
 from .conftest import AUTH
 from .conftest import Client as PlainClient
-from .jobs_helpers import add_counters, counter_values, wait_for_job
+from .jobs_helpers import add_counters, counter_values, state_of, wait_for_job
 from .models import Counter, User
 
 
@@ -48,15 +48,6 @@ def client(bridge: Bridge) -> Client:
 def job_rows(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         return connection.scalar(sa.select(sa.func.count()).select_from(job_table)) or 0
-
-
-def state_of(client: Client) -> Callable[[str], dict[str, Any]]:
-    def get(job: str) -> dict[str, Any]:
-        result = client.message('get_job', {'job': job})
-        assert result.status_code == 200, result.text
-        answer: dict[str, Any] = result.json
-        return answer
-    return get
 
 
 class TestRunning:

@@ -37,7 +37,7 @@ from .conftest import (
     private_database,
     require_broker,
 )
-from .jobs_helpers import add_counters, counter_values, wait_for_job
+from .jobs_helpers import add_counters, counter_values, state_of, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -160,18 +160,9 @@ def jobs(setup: Setup) -> Iterator[tuple[Setup, Client]]:
         app.close()  # its broker connections, opened to publish
 
 
-def _get(client: Client) -> Any:
-    def get(job: str) -> dict[str, Any]:
-        result = client.message('get_job', {'job': job})
-        assert result.status_code == 200, result.text
-        answer: dict[str, Any] = result.json
-        return answer
-    return get
-
-
 def _wait(setup: Setup, client: Client, job: str, **kwargs: Any) -> dict[str, Any]:
     try:
-        return wait_for_job(_get(client), job, **kwargs)
+        return wait_for_job(state_of(client), job, **kwargs)
     except AssertionError as error:
         raise AssertionError(f'{error}\n--- worker logs ---\n{setup.worker_log()}') from None
 
@@ -265,7 +256,7 @@ def test_cancel_stops_the_chunks_not_started(jobs: tuple[Setup, Client]) -> None
     add_counters(setup.engine, 3_000)
     job = client.execute('bump_small', ids=list(range(1, 3_001)), sleep=0.2).json['job']
     _wait(setup, client, job, until=('running',))
-    while _get(client)(job)['done'] < 200:
+    while state_of(client)(job)['done'] < 200:
         time.sleep(0.02)
     cancelled = client.message('cancel_job', {'job': job})
     assert cancelled.status_code == 200 and cancelled.json['status'] == 'cancelled'
@@ -280,7 +271,7 @@ def test_cancel_stops_the_chunks_not_started(jobs: tuple[Setup, Client]) -> None
             break
         assert time.monotonic() < deadline, (statuses, setup.worker_log())
         time.sleep(0.1)
-    state = _get(client)(job)
+    state = state_of(client)(job)
     values = counter_values(setup.engine)
     assert state['status'] == 'cancelled'
     assert statuses.get('cancelled', 0) >= 20  # most of the 30 chunks never ran

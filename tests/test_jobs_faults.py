@@ -12,9 +12,8 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 from jet_sqla import Bridge, migrations
 
 from .conftest import TOKEN, Client, database_url, fresh_engine
-from .jobs_helpers import add_counters, counter_values, wait_for_job
+from .jobs_helpers import add_counters, counter_values, state_of, wait_for_job
 from .models import Base, Counter
 
 SERVER_DIALECTS = ['postgresql', 'mariadb']
@@ -36,15 +35,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
     add_counters(engine, 2)
     yield engine
     engine.dispose()
-
-
-def _job_state(client: Client) -> Callable[[str], dict[str, Any]]:
-    def get(job: str) -> dict[str, Any]:
-        result = client.message('get_job', {'job': job})
-        assert result.status_code == 200, result.text
-        answer: dict[str, Any] = result.json
-        return answer
-    return get
 
 
 def _lock(session: Session, counter_id: int) -> None:
@@ -72,7 +62,7 @@ def test_a_deadlock_inside_a_chunk_is_retried_and_its_effects_happen_once(
         accepted = client.execute('cross', 'counters', ids=[1, 2])
         assert accepted.status_code == 200, accepted.text
         assert accepted.json['chunks'] == 2
-        state = wait_for_job(_job_state(client), accepted.json['job'], timeout=30)
+        state = wait_for_job(state_of(client), accepted.json['job'], timeout=30)
     assert state['status'] == 'succeeded', state
     assert (state['done'], state['failed'], state['errors']) == (2, 0, [])
     # One chunk was the victim and ran again; each counter was incremented exactly once.
@@ -104,7 +94,7 @@ def test_a_deadlock_after_the_function_returned_fails_the_chunk_and_does_not_run
     accepted = client.execute('cross_late', 'counters', ids=[1, 2])
     assert accepted.status_code == 200, accepted.text
     job = accepted.json['job']
-    state = wait_for_job(_job_state(client), job, timeout=30)
+    state = wait_for_job(state_of(client), job, timeout=30)
     assert sum(calls.values()) == 2, f'a chunk whose function had returned was run again: {calls}'
     assert state['status'] == 'failed', state
     assert (state['done'], state['failed']) == (1, 1), state
