@@ -26,6 +26,7 @@ from .audit import AuditEntry, AuditLog, KeyClaimed, fingerprint, key_owner
 from .catalog import Catalog
 from .changes import DEFAULT_MAX_CHANGES, ChangeCapture
 from .collection import Collection
+from .collector import GC_PAUSE_MIN_IDS, paused_gc
 from .declaration import Action
 from .errors import (
     Conflict,
@@ -180,9 +181,13 @@ class Executor:
             attempt += 1
             stage = ['running']  # then 'returned' when the function has returned, 'committing' at the COMMIT
             # A dry run of a background action runs its first chunk here, as a request, and rolls it back.
-            attempt_once = self._accept_job if request.action.background and not request.dry_run else self._attempt
+            accepting = request.action.background and not request.dry_run
+            attempt_once = self._accept_job if accepting else self._attempt
+            # PERF: a large run holds the collector paused until its session has closed (see collector.py).
+            pause = paused_gc() if not accepting and len(ids) >= GC_PAUSE_MIN_IDS else nullcontext()
             try:
-                return attempt_once(request, collection, ids, values, entry, stage)
+                with pause:
+                    return attempt_once(request, collection, ids, values, entry, stage)
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
                 if stored is not None:

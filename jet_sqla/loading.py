@@ -17,21 +17,21 @@ With ``lock``, rows are read ``FOR UPDATE`` in primary-key order (the ids
 sorted, each statement ``ORDER BY pk``), so two runs locking overlapping rows
 take their locks in the same order and cannot deadlock each other.
 
-Large loads run with the cyclic garbage collector paused (:func:`paused_gc`):
-see its docstring for why that is safe and what it costs other threads.
+Large loads run with the cyclic garbage collector paused
+(:func:`jet_sqla.collector.paused_gc`, re-exported here): see its docstring for
+why that is safe and what it costs other threads.
 """
 
 from __future__ import annotations
 
-import gc
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+
+from .collector import GC_PAUSE_MIN_IDS, paused_gc
 
 __all__ = ['GC_PAUSE_MIN_IDS', 'chunk_size', 'iter_by_pk', 'paused_gc', 'statement_form']
 
@@ -50,53 +50,6 @@ DEFAULT_CHUNK = 500
 
 _BIGINT_MIN, _BIGINT_MAX = -2**63, 2**63 - 1
 _ABSENT = object()
-
-#: Loads of at least this many ids run with the cyclic collector paused.
-GC_PAUSE_MIN_IDS = 1_000
-
-_pause_lock = threading.Lock()
-_pauses = 0
-_resume = False
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block, and resume it after, even on error.
-
-    Why: building N ORM instances allocates several container objects per row,
-    and every 700 net allocations start a collection; the older generations are
-    collected again and again over the ever larger set of live instances. At
-    10,000 to 100,000 rows that was about 40 % of the load's wall time (7 full
-    collections for 100,000 rows), and none of it frees anything: every new
-    object is referenced from the session's identity map until the load ends.
-
-    Why it is safe: only the *cyclic* collector pauses; reference counting
-    still frees everything that is not in a cycle, in this thread and all
-    others. The pause lasts one load and is undone in ``finally``. Nested and
-    concurrent pauses are counted: the collector comes back when the last one
-    ends, and only if it was enabled when the first one began (an application
-    that turned it off itself keeps it off).
-
-    What it costs other threads: the collector is process-wide, so while a
-    load runs, cycles that other threads drop are not collected; they are
-    collected by the first collection after the pause (the allocation counters
-    keep running, so that comes soon). Their memory can grow by the cyclic
-    garbage they make during the load; nothing else changes for them.
-    """
-    global _pauses, _resume
-    with _pause_lock:
-        if _pauses == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _resume:
-                gc.enable()
-
 
 def statement_form(dialect: sa.Dialect, pk: sa.Column[Any] | None = None, *, lock: bool = False) -> str:
     """How ``pk`` is looked up on this database.
