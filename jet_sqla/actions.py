@@ -43,7 +43,7 @@ from .forms import missing_references
 from .outcomes import as_jet_error, result_body, with_run
 from .permissions import JetPermissions
 from .runs import ChunkRun, ExecuteRequest, JobQueue, raw_ids
-from .selection import Selection, check_exist, keys_of
+from .selection import Selection, check_exist, keys_of, load_selected
 
 __all__ = ['Executor']
 
@@ -390,27 +390,7 @@ class Executor:
             self.audit.record_failure(entry)
         return 'failed'
     def _select(self, session: Session, action: Action, selection: Selection) -> list[Any]:
-        """The instances of a selection, in primary-key order, loaded chunk by chunk.
-
-        Raises:
-            TooLarge: more records than one request may run on.
-            InvalidParams: the selection is empty.
-        """
-        count = selection.count(session)
-        self.check_selection_size(action, count)
-        if count == 0:
-            raise InvalidParams({'ids': 'no record is selected: every record of the collection is excluded'})
-        return [instance for chunk in selection.iter_instance_chunks(session, lock=action.lock) for instance in chunk]
-
-    def check_selection_size(self, action: Action, count: int) -> None:
-        """The one check of how many records a request may run on; a background run does not call it.
-
-        Raises:
-            TooLarge: ``count`` is over ``max_ids``.
-        """
-        if count > self.max_ids:
-            raise TooLarge(f'"Select all" chose {count} records of this collection; one request may run on '
-                           f'at most {self.max_ids}')
+        return load_selected(session, selection, lock=action.lock, max_ids=self.max_ids)
 
     @contextmanager
     def _transaction(self, *, commit: bool = True) -> Iterator[Session]:

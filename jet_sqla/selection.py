@@ -18,6 +18,8 @@ Interface (stable; request runs, background chunks and previews all use it)::
         # the same records as ORM instances, same order and chunking; lock: FOR UPDATE
     selection.missing(session_or_connection) -> list[pk]
         # the listed ids that name no record (always [] for an inverse selection)
+    load_selected(session, selection, lock=..., max_ids=...) -> list[instance]
+        # what one request runs on: counted (413 past max_ids, 400 when empty), then loaded
 
 How it reads, so that no statement grows with the table:
 
@@ -43,9 +45,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .collection import CHUNK_SIZE, Collection
-from .errors import RecordsNotFound
+from .errors import InvalidParams, RecordsNotFound, TooLarge
 
-__all__ = ['CHUNK_SIZE', 'EXISTENCE_BATCH', 'Selection', 'check_exist', 'keys_of']
+__all__ = ['CHUNK_SIZE', 'EXISTENCE_BATCH', 'Selection', 'check_exist', 'keys_of', 'load_selected']
 
 Reader = Session | sa.Connection
 
@@ -201,3 +203,22 @@ def keys_of(collection: Collection, instances: list[Any]) -> list[Any]:
     """The primary keys of loaded records: the ids a run really ran on."""
     assert collection.pk_attribute is not None
     return [getattr(instance, collection.pk_attribute) for instance in instances]
+
+
+def load_selected(session: Session, selection: Selection, *, lock: bool, max_ids: int) -> list[Any]:
+    """The instances of a "select all" selection that one request runs on, in primary-key order.
+
+    Counted first, then loaded chunk by chunk.
+
+    Raises:
+        TooLarge: more records than one request may run on (``max_ids``); a
+            background run does not come here.
+        InvalidParams: the selection is empty.
+    """
+    count = selection.count(session)
+    if count > max_ids:
+        raise TooLarge(f'"Select all" chose {count} records of this collection; one request may run on '
+                       f'at most {max_ids}')
+    if count == 0:
+        raise InvalidParams({'ids': 'no record is selected: every record of the collection is excluded'})
+    return [instance for chunk in selection.iter_instance_chunks(session, lock=lock) for instance in chunk]
