@@ -185,6 +185,16 @@ def _kv_value(value: Any) -> str:
     return text
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _only_scalars(record: logging.LogRecord) -> bool:
+    """Whether the record's message is a string and its extras are values that cannot change."""
+    if type(record.msg) is not str:
+        return False
+    return all(type(value) in _SCALARS for key, value in vars(record).items() if key not in _RECORD_ATTRIBUTES)
+
+
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes whole lines in batches: at most ``interval`` seconds late, warnings and errors at once.
 
@@ -197,9 +207,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     (11 µs in one thread); see BENCHMARKS.md. Here a record at INFO or below is
     queued without a lock and written with the others by one ``os.write()``
     from a writer thread, every ``interval`` seconds. A record whose message
-    has arguments, a traceback or a stack is formatted at once, in the
-    caller's thread, so that it says what was true then; the others (every
-    jet_sqla line: its fields are in ``extra=``) are formatted by the writer.
+    has arguments or is not a string, whose extras are not plain scalars, or
+    that carries a traceback or a stack, is formatted at once, in the caller's
+    thread, so that it says what was true then; the others (every jet_sqla
+    line) are formatted by the writer.
     A WARNING or above is written at once, after everything queued before it,
     so lines keep their order. At exit (``logging.shutdown``) and on
     ``flush()`` the queue is written out.
@@ -272,9 +283,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         if self._pid != os.getpid():
             self._reset()
-        urgent = record.levelno >= logging.WARNING or not self.interval
-        if urgent or record.args or record.exc_info or record.stack_info:
-            # Formatted now: its arguments and traceback may not be the same later.
+        # After close() (a late record at exit) there is no writer thread left: written at once too.
+        urgent = record.levelno >= logging.WARNING or not self.interval or self._stop.is_set()
+        if urgent or record.args or record.exc_info or record.stack_info or not _only_scalars(record):
+            # Formatted now: its arguments, its message object, its extras or its traceback may change.
             try:
                 entry: bytes | logging.LogRecord = self._encode(record)
             except RecursionError:
@@ -283,8 +295,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(record)
                 return
         else:
-            # PERF: a record whose message has no arguments (jet_sqla's own lines, with their fields in
-            # ``extra=``) is formatted by the writer thread, in a batch, off the request's path.
+            # PERF: a record of a plain message and scalar extras (jet_sqla's own lines) is formatted by
+            # the writer thread, in a batch, off the request's path.
             entry = record
         self._queue.append(entry)  # deque.append is atomic: no lock on the request path
         self._queued += 1  # approximate across threads; it only decides when to write early

@@ -227,3 +227,29 @@ def test_a_full_non_blocking_pipe_is_waited_for_not_dropped(tmp_path: Path) -> N
     reader.join(10)
     os.close(read_end)
     assert [json.loads(line)['i'] for line in received.decode().splitlines()] == list(range(2000))
+
+
+def test_a_mutable_extra_or_message_object_says_what_was_true_when_it_was_logged(
+        log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = json_handler(stream, interval=60)
+    log = logger_to(handler, 'mutable')
+    seen = ['before']
+    message = ['a message object']
+    log.info('with a list', extra={'seen': seen})
+    log.info(message)
+    seen[0] = message[0] = 'after'
+    handler.close()
+    records = [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]
+    assert [record['msg'] for record in records] == ['with a list', "['a message object']"]
+    assert records[0]['seen'] == ['before']
+
+
+def test_a_record_after_close_is_still_written(log_file: tuple[Path, io.TextIOWrapper]) -> None:
+    path, stream = log_file
+    handler = json_handler(stream, interval=60)
+    log = logger_to(handler, 'late')
+    log.info('before')
+    handler.close()  # what logging.shutdown does at exit
+    log.info('late, during interpreter teardown')
+    assert messages(path) == ['before', 'late, during interpreter teardown']
