@@ -183,10 +183,11 @@ class Executor:
             # A dry run of a background action runs its first chunk here, as a request, and rolls it back.
             accepting = request.action.background and not request.dry_run
             attempt_once = self._accept_job if accepting else self._attempt
-            # PERF: a large run holds the collector paused until its session has closed (see collector.py).
-            pause = paused_gc() if not accepting and len(ids) >= GC_PAUSE_MIN_IDS else nullcontext()
             try:
-                with pause:
+                if accepting or len(ids) < GC_PAUSE_MIN_IDS:
+                    return attempt_once(request, collection, ids, values, entry, stage)
+                # PERF: a large run holds the collector paused until its session has closed (see collector.py).
+                with paused_gc():
                     return attempt_once(request, collection, ids, values, entry, stage)
             except KeyClaimed:
                 stored = self.audit.stored(entry.idempotency_key) if self.audit and entry.idempotency_key else None
