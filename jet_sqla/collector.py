@@ -113,4 +113,5 @@ def _after_fork_in_child() -> None:
     _paused_since = None
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, 'register_at_fork'):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
