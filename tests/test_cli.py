@@ -353,10 +353,7 @@ class TestServeProcess:
             assert server.message('get_action_list', token='old-token')[0] == 200  # both rotated tokens work
             status, options = server.message('get_field_options', {'model': 'accounts', 'field': 'owner_id'})
             assert (status, options) == (200, [])
-            deadline = time.monotonic() + 20
-            while server.log().count('Booting worker') < 3 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            text = server.log()
+            text = server.log_once(lambda text: text.count('Booting worker') >= 3, timeout=20)
         assert text.count('msg="Booting worker') == 3
         assert 'msg="Using worker: jet_sqla.workers.BufferingWorker"' in text
         assert 'old-token' not in text and TOKEN not in text
