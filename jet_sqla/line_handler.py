@@ -1,0 +1,206 @@
+"""Writing log lines off the request's path: :class:`LineHandler`.
+
+A handler for processes that serve requests on threads: lines at INFO are
+queued without a lock and written in batches by one writer thread; warnings and
+errors at once. :mod:`jet_sqla.logs` installs it with its formatters.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+__all__ = ['LineHandler', 'extras']
+
+# Everything a LogRecord carries by itself; any other attribute came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord('', 0, '', 0, '', None, None))) | {'message', 'asctime'}
+
+
+def extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
+    """What ``extra=`` put on the record, in order. PERF: one comprehension; a line per action run is on the hot path."""
+    return [(key, value) for key, value in vars(record).items() if key not in _RECORD_ATTRIBUTES and key[:1] != '_']
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _only_scalars(record: logging.LogRecord) -> bool:
+    """Whether the record's message is a string and its extras are values that cannot change."""
+    if type(record.msg) is not str:
+        return False
+    return all(type(value) in _SCALARS for _, value in extras(record))
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes whole lines in batches: at most ``interval`` seconds late, warnings and errors at once.
+
+    PERF: a write system call per record is what a log line costs in a
+    threaded server, far more than formatting it. The call gives up the GIL,
+    one of the other request threads takes it, and getting it back is a futex
+    wait and two context switches; ``StreamHandler``'s lock, held across the
+    write, adds its own hand-overs. Under ``jet-sqla serve``'s 8 threads the
+    "action ran" line cost 60-70 µs of CPU per trivial ``execute_action``
+    (11 µs in one thread); see BENCHMARKS.md. Here a record at INFO or below is
+    queued without a lock and written with the others by one ``os.write()``
+    from a writer thread, every ``interval`` seconds. A record whose message
+    has arguments or is not a string, whose extras are not plain scalars, or
+    that carries a traceback or a stack, is formatted at once, in the caller's
+    thread, so that it says what was true then; the others (every jet_sqla
+    line) are formatted by the writer.
+    A WARNING or above is written at once, after everything queued before it,
+    so lines keep their order. At exit (``logging.shutdown``) and on
+    ``flush()`` the queue is written out.
+
+    What it costs: a process killed with SIGKILL loses the INFO lines of its
+    last ``interval`` (0.1 s by default). A forked child drops the lines its
+    parent had queued (the parent writes them). ``interval=0`` writes every
+    line at once (still one ``write()`` each, without a lock): for processes
+    that others fork and end without Python's exit handlers, as Celery's pool
+    does with its child processes.
+
+    A stream without a file descriptor (a test's capture, a ``StringIO``) is
+    written at once, as ``StreamHandler`` does.
+    """
+
+    #: Seconds an INFO line may wait for the writer thread.
+    interval = 0.1
+    #: Records queued before they are written without waiting for the thread.
+    max_queued = 2000
+
+    def __init__(self, stream: Any = None, interval: float | None = None) -> None:
+        super().__init__(stream)
+        if interval is not None:
+            self.interval = interval
+        self._fd = self._descriptor(self.stream)
+        self._reset()
+
+    def _reset(self) -> None:
+        """The state of this process.
+
+        Again in a forked child, on its first record or flush: locks and threads do not cross a fork,
+        and what the parent had queued is the parent's to write, not written twice.
+        """
+        self._pid = os.getpid()
+        self._queue: collections.deque[bytes | logging.LogRecord] = collections.deque()
+        self._queued = 0
+        # Re-entrant: formatting a queued record may itself log a warning, which writes at once.
+        self._write_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+
+    def setStream(self, stream: Any) -> Any:
+        self.flush()
+        old = super().setStream(stream)
+        self._fd = self._descriptor(self.stream)
+        return old
+
+    @staticmethod
+    def _descriptor(stream: Any) -> int | None:
+        try:
+            descriptor = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+        # Whatever the stream had buffered goes first, so that lines stay in order.
+        stream.flush()
+        return descriptor if isinstance(descriptor, int) else None
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if self._fd is None:
+            return super().handle(record)
+        result = self.filter(record)  # no lock: emit takes its own only to write
+        if result:
+            # Python 3.12's filters may return the record to write instead.
+            self.emit(result if isinstance(result, logging.LogRecord) else record)
+        return bool(result)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._fd is None:
+            super().emit(record)
+            return
+        if self._pid != os.getpid():
+            self._reset()
+        # After close() (a late record at exit) there is no writer thread left: written at once too.
+        urgent = record.levelno >= logging.WARNING or not self.interval or self._stop.is_set()
+        if urgent or record.args or record.exc_info or record.stack_info or not _only_scalars(record):
+            # Formatted now: its arguments, its message object, its extras or its traceback may change.
+            try:
+                entry: bytes | logging.LogRecord = self._encode(record)
+            except RecursionError:
+                raise
+            except Exception:  # noqa: BLE001 - logging's contract: a record that cannot be written is reported
+                self.handleError(record)
+                return
+        else:
+            # PERF: a record of a plain message and scalar extras (jet_sqla's own lines) is formatted by
+            # the writer thread, in a batch, off the request's path.
+            entry = record
+        self._queue.append(entry)  # deque.append is atomic: no lock on the request path
+        self._queued += 1  # approximate across threads; it only decides when to write early
+        if urgent or self._queued >= self.max_queued:
+            self.flush()
+        elif self._writer is None:
+            self._start_writer()
+
+    def _encode(self, record: logging.LogRecord) -> bytes:
+        return (self.format(record) + self.terminator).encode('utf-8', 'backslashreplace')
+
+    def _start_writer(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                return
+            self._writer = threading.Thread(target=self._write_every_interval, name='jet_sqla log writer',
+                                            daemon=True)
+            self._writer.start()
+
+    def _write_every_interval(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.interval):
+            if self._queue:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every line queued so far, in one system call where the kernel takes it whole."""
+        if self._fd is None:
+            super().flush()
+            return
+        if self._pid != os.getpid():
+            self._reset()
+        with self._write_lock:
+            queue = self._queue
+            # popleft() is atomic too: lines queued meanwhile wait for the next write.
+            entries = [queue.popleft() for _ in range(len(queue))]
+            self._queued = 0
+            lines = []
+            for entry in entries:
+                if isinstance(entry, bytes):
+                    lines.append(entry)
+                    continue
+                try:
+                    lines.append(self._encode(entry))
+                except Exception:  # noqa: BLE001 - as in emit(): reported, and the other lines still written
+                    self.handleError(entry)
+            self._write(b''.join(lines))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = None
+        while view:
+            try:
+                view = view[os.write(self._fd, view):]  # type: ignore[arg-type]  # a short write goes on
+            except BlockingIOError:
+                # A non-blocking stream that is full: wait for its reader, a second at most.
+                deadline = deadline if deadline is not None else time.monotonic() + 1
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+            except OSError:
+                return  # the stream is gone (a closed pipe): there is nowhere left to say so
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        super().close()
