@@ -40,6 +40,7 @@ from .errors import (
     TooLarge,
 )
 from .forms import missing_references
+from .line_handler import info_line
 from .outcomes import as_jet_error, result_body, with_run
 from .permissions import JetPermissions
 from .runs import ChunkRun, ExecuteRequest, JobQueue, raw_ids
@@ -138,21 +139,17 @@ class Executor:
             entry.duration_ms = (time.perf_counter() - started) * 1000
             if self.audit is not None:
                 self.audit.record_failure(entry)
-            log.info(
-                'action failed', extra={'action': action.name, 'collection': entry.collection,
-                                        'ids': len(entry.ids), 'outcome': entry.outcome, 'code': failure.code,
-                                        'duration_ms': round(entry.duration_ms, 2)},
-            )
+            info_line(log, 'action failed', {
+                'action': action.name, 'collection': entry.collection, 'ids': len(entry.ids),
+                'outcome': entry.outcome, 'code': failure.code, 'duration_ms': round(entry.duration_ms, 2)})
             if failure is error:
                 raise
             raise failure from error
         if request.dry_run and self.audit is not None:
             entry.outcome = 'dry_run'
             self.audit.record_failure(entry)  # its transaction was rolled back: logged apart, like a failure
-        log.info(
-            'action ran', extra={'action': action.name, 'collection': entry.collection, 'ids': len(entry.ids),
-                                 'outcome': entry.outcome, 'duration_ms': round(entry.duration_ms or 0, 2)},
-        )
+        info_line(log, 'action ran', {'action': action.name, 'collection': entry.collection, 'ids': len(entry.ids),
+                                      'outcome': entry.outcome, 'duration_ms': round(entry.duration_ms or 0, 2)})
         return body
 
     def _ids(self, action: Action, collection: Collection | None, params: Mapping[str, Any],

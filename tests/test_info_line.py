@@ -1,0 +1,242 @@
+"""line_handler.info_line: jet_sqla's own INFO lines, queued before their record exists when only a LineHandler reads them.
+
+The record the writer thread makes later must be the one ``Logger.info(msg, extra=fields)``
+would have made then: same fields, time, thread and caller. Anywhere another handler, a filter
+or a record factory could see the record, ``info_line`` is ``Logger.info`` itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from jet_sqla import line_handler, logs
+
+FIELDS = {'action': 'promote', 'collection': 'users', 'ids': 3, 'outcome': 'success', 'duration_ms': 1.25}
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[tuple[Path, io.TextIOWrapper]]:
+    with open(tmp_path / 'lines.log', 'w', encoding='utf-8') as stream:
+        yield tmp_path / 'lines.log', stream
+
+
+@pytest.fixture
+def handler(log_file: tuple[Path, io.TextIOWrapper]) -> Iterator[logs.LineHandler]:
+    handler = logs.LineHandler(log_file[1], interval=60)  # the writer thread writes nothing during a test
+    handler.setFormatter(logs.JSONFormatter())
+    yield handler
+    handler.close()
+
+
+@pytest.fixture
+def record_flags() -> Iterator[None]:
+    """Tests that change what records collect put it back."""
+    saved = (logging._srcfile, logging.logThreads)
+    yield
+    logging._srcfile, logging.logThreads = saved
+
+
+def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
+    parent = logging.getLogger(f'test_info_line.{name}')
+    parent.handlers[:] = [handler]
+    parent.propagate = False
+    parent.setLevel(logging.INFO)
+    child = logging.getLogger(f'test_info_line.{name}.child')  # the handler sits on an ancestor, as on root
+    child.handlers[:] = []
+    child.filters[:] = []
+    return child
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]
+
+
+def test_a_deferred_line_is_the_line_logger_info_writes(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'same')
+    before = time.time()
+    line_handler.info_line(log, 'action ran', dict(FIELDS))
+    after = time.time()
+    assert any(isinstance(entry, line_handler._Line) for entry in handler._queue)  # queued before its record
+    log.info('action ran', extra=dict(FIELDS))
+    handler.flush()
+    deferred, direct = lines(path)
+    assert {key: value for key, value in deferred.items() if key != 'time'} == \
+           {key: value for key, value in direct.items() if key != 'time'}
+    assert list(deferred) == list(direct)  # the same keys, in the same order
+    assert deferred['pid'] == direct['pid'] and deferred['logger'] == 'test_info_line.same.child'
+    # The time is the call's, not the write's: the writer thread may run up to an interval later.
+    written = datetime.strptime(str(deferred['time']), '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=UTC)
+    assert before - 0.001 <= written.timestamp() <= after
+
+
+def test_the_record_made_later_keeps_the_calls_time_thread_and_caller(
+        handler: logs.LineHandler, record_flags: None) -> None:
+    logging._srcfile = logging.__file__  # what records collect by default
+    logging.logThreads = True
+    log = logger_to(handler, 'fields')
+
+    def call() -> None:
+        line_handler.info_line(log, 'action ran', dict(FIELDS))
+
+    caller = threading.Thread(target=call, name='the request thread')
+    started = time.time()
+    caller.start()
+    caller.join()
+    joined = time.time()
+    time.sleep(0.05)
+    entry = handler._queue[-1]
+    assert isinstance(entry, line_handler._Line)
+    record = entry.record()  # as the writer thread makes it, later and in another thread
+    assert started <= record.created <= joined
+    assert 0 <= record.msecs < 1000 and abs(record.msecs - (record.created % 1) * 1000) < 1.001
+    assert (record.threadName, record.thread) == ('the request thread', caller.ident)
+    assert (record.pathname, record.funcName) == (__file__, 'call')
+    assert record.lineno == call.__code__.co_firstlineno + 1
+    assert (record.levelno, record.getMessage(), vars(record)['action'], vars(record)['ids']) == (
+        logging.INFO, 'action ran', 'promote', 3)
+
+
+def test_without_caller_or_thread_collection_the_record_has_neither(
+        handler: logs.LineHandler, record_flags: None) -> None:
+    logging._srcfile = None  # what jet-sqla serve's logs.configure() turns off
+    logging.logThreads = False
+    log = logger_to(handler, 'lean')
+    line_handler.info_line(log, 'action ran', dict(FIELDS))
+    entry = handler._queue[-1]
+    assert isinstance(entry, line_handler._Line)
+    record = entry.record()
+    assert (record.pathname, record.lineno, record.funcName) == ('(unknown file)', 0, '(unknown function)')
+    assert (record.thread, record.threadName) == (None, None)
+
+
+def test_another_handler_sees_the_record_at_once(
+        handler: logs.LineHandler, caplog: pytest.LogCaptureFixture) -> None:
+    log = logger_to(handler, 'captured')
+    capture = caplog.handler
+    log.addHandler(capture)  # a test's capture, an application's own handler
+    try:
+        line_handler.info_line(log, 'action ran', dict(FIELDS))
+    finally:
+        log.removeHandler(capture)
+    [record] = [r for r in caplog.records if r.name == log.name]
+    assert (record.getMessage(), vars(record)['outcome'], record.funcName) == ('action ran', 'success',
+                                                                       'test_another_handler_sees_the_record_at_once')
+    assert not any(isinstance(entry, line_handler._Line) for entry in handler._queue)  # a record, made at once
+
+
+class _Drop(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@pytest.mark.parametrize('where', ['logger', 'ancestor', 'handler'])
+def test_a_filter_anywhere_decides_as_it_does_for_logger_info(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler, where: str) -> None:
+    """A filter on the logger or the handler drops the line; on an ancestor logger it is not consulted (logging's rule)."""
+    path, _ = log_file
+    log = logger_to(handler, f'filtered_{where}')
+    target = {'logger': log, 'ancestor': log.parent, 'handler': handler}[where]
+    drop = _Drop()
+    target.addFilter(drop)  # type: ignore[union-attr]
+    try:
+        line_handler.info_line(log, 'by info_line', dict(FIELDS))
+        log.info('by logger.info', extra=dict(FIELDS))
+        handler.flush()
+    finally:
+        target.removeFilter(drop)  # type: ignore[union-attr]
+    written = [line['msg'] for line in lines(path)]
+    assert written == ([] if where != 'ancestor' else ['by info_line', 'by logger.info'])
+
+
+def test_a_level_above_info_writes_nothing(log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'quiet')
+    handler.setLevel(logging.WARNING)
+    line_handler.info_line(log, 'action ran', dict(FIELDS))
+    log.parent.setLevel(logging.WARNING)  # type: ignore[union-attr]
+    handler.setLevel(logging.NOTSET)
+    line_handler.info_line(log, 'action ran', dict(FIELDS))
+    handler.flush()
+    assert path.read_text() == ''
+
+
+def test_a_field_that_is_not_a_scalar_is_written_as_it_was_then(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'mutable')
+    names = ['before']
+    line_handler.info_line(log, 'action ran', {'names': names})
+    names.append('after')
+    handler.flush()
+    assert lines(path)[0]['names'] == ['before']
+
+
+def test_a_record_factory_of_the_applications_makes_every_record(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'factory')
+    default = logging.getLogRecordFactory()
+
+    def tagged(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = default(*args, **kwargs)
+        record.tenant = 'acme'
+        return record
+
+    logging.setLogRecordFactory(tagged)
+    try:
+        line_handler.info_line(log, 'action ran', dict(FIELDS))
+    finally:
+        logging.setLogRecordFactory(default)
+    handler.flush()
+    assert lines(path)[0]['tenant'] == 'acme'
+
+
+def test_deferred_lines_keep_their_place_before_a_warning(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'order')
+    log.info('first')
+    line_handler.info_line(log, 'second', {'n': 2})
+    log.warning('third')  # written at once, after everything queued before it
+    assert [line['msg'] for line in lines(path)] == ['first', 'second', 'third']
+
+
+def test_after_close_a_line_is_written_at_once(log_file: tuple[Path, io.TextIOWrapper],
+                                               handler: logs.LineHandler) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'closed')
+    handler.close()
+    line_handler.info_line(log, 'late', {'n': 1})
+    assert [line['msg'] for line in lines(path)] == ['late']
+
+
+def test_under_the_servers_own_logging_config_the_line_is_deferred(tmp_path: Path) -> None:
+    """What ``jet-sqla serve`` installs (logs.configure: the LineHandler on root) takes the cheap path."""
+    script = (
+        'import logging\n'
+        'from jet_sqla import line_handler, logs\n'
+        'logs.configure("json", "info")\n'
+        'root_handler = logging.getLogger().handlers[0]\n'
+        'root_handler.interval = 60\n'
+        'line_handler.info_line(logging.getLogger("jet_sqla.actions"), "action ran", {"action": "promote"})\n'
+        'print(type(root_handler._queue[-1]).__name__)\n'
+    )
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == '_Line'
+    [line] = [json.loads(text) for text in done.stderr.splitlines()]  # written at exit
+    assert (line['logger'], line['msg'], line['action']) == ('jet_sqla.actions', 'action ran', 'promote')
