@@ -241,6 +241,35 @@ def test_params_may_nest_64_levels_and_no_deeper(limited: Callable[..., testing.
                 assert f'deeper than {MAX_DEPTH} levels' in result.json['detail']
 
 
+@pytest.mark.parametrize('dialect', ['sqlite'])
+def test_an_action_form_may_nest_to_the_same_depth_as_a_string_or_an_object(
+    limited: Callable[..., testing.TestClient], engine: sa.Engine,
+) -> None:
+    """The form inside execute_action's params: as an object it counts within the params' 64 levels; sent as a
+    JSON string it is decoded apart and gets 64 of its own. Either way a deeper one is refused and nothing runs."""
+    client = limited()
+
+    def touch(form: Any) -> testing.Result:
+        return client.simulate_post('/api/messages/', headers={**AUTH, **PROBLEM}, json={
+            'name': 'execute_action', 'params': {'name': 'touch', 'params': form}})
+
+    def form_of(depth: int) -> dict[str, Any]:
+        """A form that selects counter 1, nesting ``depth`` levels counting itself."""
+        return {'ids': [1], 'note': nested(depth - 1)} if depth > 1 else {'ids': [1]}
+
+    # As an object: params (1) > form (2) > ...: the form may nest MAX_DEPTH - 1 levels.
+    assert touch(form_of(MAX_DEPTH - 1)).status_code == 200
+    too_deep = touch(form_of(MAX_DEPTH))
+    assert (too_deep.status_code, too_deep.json['code']) == (400, 'too_deep')
+    assert '"params" nests deeper' in too_deep.json['detail']
+    # As a string it is walked when decoded.
+    assert touch(json.dumps(form_of(MAX_DEPTH))).status_code == 200
+    too_deep = touch(json.dumps(form_of(MAX_DEPTH + 1)))
+    assert (too_deep.status_code, too_deep.json['code']) == (400, 'too_deep')
+    assert '"params.params" nests deeper' in too_deep.json['detail']
+    assert touched(engine) == 2  # the two accepted runs; the refused ones ran nothing
+
+
 def add_counters_from(engine: sa.Engine, first: int, last: int) -> None:
     with Session(engine) as session, session.begin():
         session.add_all(Counter(id=i, value=0) for i in range(first, last + 1))
