@@ -19,10 +19,15 @@ import pytest
 from falcon import testing
 
 from bench import __main__ as bench_main
+from bench import cpu_by_thread
 from bench.bare_app import RESPONSES
 from bench.jet_app import create_app, prepare_database
 from bench.payloads import MESSAGE_NAMES, request_body, request_headers
-from bench.reference import REFERENCE_REQUIREMENT, ensure_reference_venv, reference_venv_ready
+from bench.reference import (
+    REFERENCE_REQUIREMENT,
+    ensure_reference_venv,
+    reference_venv_ready,
+)
 from bench.report import Section
 from jet_sqla import encoding
 
@@ -179,3 +184,15 @@ def test_jobs() -> None:
                           '--jobs-request-ids', '300', '--jobs-chunk-size', '250', '--jobs-broker', REDIS_URL)
     assert_measured(section, rows=4)
     assert section.raw['job']['status'] == 'succeeded' and section.raw['job']['done'] == 3000
+
+
+def test_cpu_by_thread(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bench.cpu_by_thread``: a row per server, each with a measured rate and CPU per request."""
+    require_wrk()
+    assert cpu_by_thread.main(['--rounds', '1', '--duration', '1', '--connections', '2']) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ') and 'µs' in line]
+    assert [row.split(' | ')[0].lstrip('| ') for row in rows] == [
+        'bare', 'jet-sqla serve', 'jet-sqla serve --log-level warning']
+    for row in rows:
+        _, rps, total, _ = row.strip('| ').split(' | ')
+        assert float(rps.replace(',', '')) > 0 and float(total.removesuffix(' µs')) > 0, row
