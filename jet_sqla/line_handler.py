@@ -255,6 +255,8 @@ def info_line(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
     have made: same time, thread and caller. Anywhere else, a filter, another
     handler (a test's log capture, an application's own), a custom record
     factory, this is ``logger.info`` itself.
+
+    ``fields`` is kept as it is, not copied: the caller hands over a dict it does not change afterwards.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
