@@ -3,7 +3,10 @@
 - PostgreSQL: one ``pk = ANY(:ids)`` per request, the ids bound as a single
   array parameter. SQLAlchemy renders one placeholder instead of one per id,
   psycopg sends one query text (which its prepared-statement cache keeps), and
-  there is one round trip instead of one per chunk.
+  there is one round trip instead of one per chunk. Integer keys go as the
+  array's text, ``CAST(:ids AS INTEGER[])``: psycopg adapts a list element by
+  element in Python, and the server parses ``{1,2,3}`` faster (BENCHMARKS.md,
+  issue 16, third round).
 - MariaDB 10.6+ and MySQL 8.0.4+, integer keys, no lock: ``pk IN (SELECT … FROM
   JSON_TABLE(:ids, …))`` in chunks of :func:`chunk_size`, the ids bound as one
   JSON array. PyMySQL escapes each bound value in Python; one string per chunk
@@ -54,7 +57,7 @@ _ABSENT = object()
 def statement_form(dialect: sa.Dialect, pk: sa.Column[Any] | None = None, *, lock: bool = False) -> str:
     """How ``pk`` is looked up on this database.
 
-    - ``'any'``: PostgreSQL, one array parameter.
+    - ``'any'``: PostgreSQL, one array parameter (integer keys: the array's text, see :func:`iter_by_pk`).
     - ``'json'``: MariaDB 10.6+ and MySQL 8.0.4+, integer keys, no lock: one JSON
       array parameter read by ``JSON_TABLE``, per chunk.
     - ``'in'``: every other case, chunked ``IN`` lists.
@@ -108,17 +111,24 @@ def iter_by_pk(
     form = statement_form(dialect, pk, lock=lock)
     if form == 'json' and not all(type(key) is int and _BIGINT_MIN <= key <= _BIGINT_MAX for key in ordered):
         form = 'in'  # a key JSON_TABLE's BIGINT column cannot hold (an unsigned BIGINT past 2**63)
+    if form == 'any' and _is_integer(pk) and all(type(key) is int for key in ordered):
+        form = 'any_text'  # only ints: their text is the array's; a bool or any other value keeps the list
     statement = _statement(model, pk_attribute, pk, form, lock)
-    if form == 'any':
+    if form in ('any', 'any_text'):
         # One bound parameter, whatever the number of ids.
         batches: Iterable[Sequence[Any]] = [ordered if isinstance(ordered, list) else list(ordered)]
     else:
         size = chunk_size(dialect)
         batches = (ordered[start:start + size] for start in range(0, len(ordered), size))
     for batch in batches:
-        # PERF: on MariaDB/MySQL the driver escapes each bound value in Python (about 2 us an id);
-        # one JSON array of integer keys is one string to escape, bound like any other value.
-        value: Any = '[' + ','.join(map(str, batch)) + ']' if form == 'json' else batch
+        # PERF: the drivers convert a list's values one by one in Python: PyMySQL escapes each (about
+        # 2 us an id), psycopg adapts each element of an array. The integer keys as one string instead
+        # (a JSON array on MariaDB/MySQL, an array's text on PostgreSQL), bound like any other value.
+        value: Any = batch
+        if form == 'json':
+            value = '[' + ','.join(map(str, batch)) + ']'
+        elif form == 'any_text':
+            value = '{' + ','.join(map(str, batch)) + '}'
         for instance in session.scalars(statement, {'jet_sqla_ids': value}):
             # PERF: a loaded key is in the instance's __dict__; the attribute's descriptor is the slow way there.
             key = instance.__dict__.get(pk_attribute, _ABSENT)
@@ -141,6 +151,10 @@ def _build_statement(model: type[Any], pk_attribute: str, pk: sa.Column[Any], fo
     attribute = getattr(model, pk_attribute)
     if form == 'any':
         condition = attribute == sa.any_(sa.bindparam('jet_sqla_ids', type_=postgresql.ARRAY(pk.type)))
+    elif form == 'any_text':
+        # The array's text, cast by the server to the key's own type: the index is used as for a typed array.
+        ids = sa.cast(sa.bindparam('jet_sqla_ids', type_=sa.Text()), postgresql.ARRAY(pk.type))
+        condition = attribute == sa.any_(ids)
     elif form == 'json':
         # The keys as rows: a fixed SQL text with one bound parameter, the JSON array of the keys.
         keys = sa.text("JSON_TABLE(:jet_sqla_ids, '$[*]' COLUMNS (jet_sqla_id BIGINT PATH '$')) AS jet_sqla_keys")

@@ -601,11 +601,14 @@ def _kwargs_named(name: str) -> Any:
 def _in_values(parameters: Any) -> list[Any]:
     """The bound values of a statement, in order, whatever the driver's parameter style.
 
-    PostgreSQL gets the ids as one array parameter (``pk = ANY(:ids)``): its elements are the values.
+    PostgreSQL gets the ids as one array parameter (``pk = ANY(:ids)``): its elements are the values;
+    integer keys come as the array's text, ``{2,3,4}``.
     """
     values = list(parameters.values()) if isinstance(parameters, dict) else list(parameters)
     if len(values) == 1 and isinstance(values[0], (list, tuple)):
         return list(values[0])
+    if len(values) == 1 and isinstance(values[0], str) and values[0].startswith('{') and values[0].endswith('}'):
+        return [int(text) for text in values[0][1:-1].split(',') if text]
     return values
 
 
