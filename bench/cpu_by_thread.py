@@ -2,7 +2,7 @@
 
 ``python -m bench.cpu_by_thread [--threads N] [--rounds R] [--candidate DIR]``
 
-Serves the trivial ``execute_action`` with one gunicorn worker, in alternating
+Serves the trivial ``execute_action`` (or ``--message get_action_list``) with one gunicorn worker, in alternating
 rounds: the bare Falcon endpoint, ``jet-sqla serve`` with its defaults (one
 ``action ran`` line per run), and ``jet-sqla serve --log-level warning`` (no
 line), plus ``DIR/jet_sqla`` served the default way when given. For each it
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.jet_app import prepare_database
 from bench.load import run_wrk
-from bench.payloads import EXECUTE_ACTION, request_body, request_headers
+from bench.payloads import EXECUTE_ACTION, MESSAGE_NAMES, request_body, request_headers
 from bench.serving import BARE_APP, JET_APP, Stack, start_app
 
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
@@ -58,13 +58,14 @@ class Measured:
         return sum(self.per_thread_us)
 
 
-def measure(app: str, stack: Stack, env: Mapping[str, str], duration_s: float, connections: int) -> Measured:
+def measure(app: str, stack: Stack, env: Mapping[str, str], duration_s: float, connections: int,
+            message: str = EXECUTE_ACTION) -> Measured:
     server = start_app(app, stack, env)
     try:
         children = subprocess.run(['pgrep', '-P', str(server.proc.pid)], capture_output=True, text=True,
                                   check=True).stdout.split()
         worker = int(children[-1])
-        body, headers = request_body(EXECUTE_ACTION), request_headers()
+        body, headers = request_body(message), request_headers()
         run_wrk(server.url(), body, headers, duration_s=1, connections=connections, threads=1)  # warm up
         before = thread_cpu(worker)
         result = run_wrk(server.url(), body, headers, duration_s=duration_s, connections=connections, threads=1)
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--duration', type=float, default=4, help='seconds per wrk run (default 4)')
     parser.add_argument('--connections', type=int, default=4, help='wrk connections (default 4)')
     parser.add_argument('--candidate', help='a directory holding a changed copy of the jet_sqla package')
+    parser.add_argument('--message', choices=MESSAGE_NAMES, default=EXECUTE_ACTION,
+                        help=f'the message to send (default {EXECUTE_ACTION})')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='bench-cpu-') as work:
         database = prepare_database(Path(work) / 'bench.sqlite3')
@@ -103,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, list[Measured]] = {label: [] for label in labels}
         for _ in range(args.rounds):
             for label, (app, stack, env) in labels.items():
-                runs[label].append(measure(app, stack, env, args.duration, args.connections))
-    print(f'execute_action, 1 worker x {args.threads} threads, wrk -c{args.connections}, '
+                runs[label].append(measure(app, stack, env, args.duration, args.connections, args.message))
+    print(f'{args.message}, 1 worker x {args.threads} threads, wrk -c{args.connections}, '
           f'{args.duration:g} s per run, {args.rounds} alternating rounds, medians')
     print('| server | req/s | worker CPU/req | by thread, largest first (median of each rank) |')
     print('|---|---|---|---|')
