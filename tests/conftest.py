@@ -7,6 +7,7 @@ Override the URLs with ``JET_SQLA_TEST_POSTGRES_URL`` and ``JET_SQLA_TEST_MARIAD
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -139,6 +140,29 @@ def database_url(dialect: str, tmp_path: Any) -> str:
     if dialect == 'sqlite':
         return f'sqlite:///{tmp_path / "test.db"}'
     return private_database(POSTGRES_URL if dialect == 'postgresql' else MARIADB_URL)
+
+
+@pytest.fixture
+def cli_process_state() -> Iterator[None]:
+    """Undo what the ``jet-sqla`` command does to the process when a test invokes it in-process.
+
+    It sets ``JET_SQLA_*`` environment variables and installs its logging (handlers, levels, and
+    the flags that stop records collecting the caller and the thread); later tests must not inherit them.
+    """
+    saved_environment = dict(os.environ)
+    for key in [key for key in os.environ if key.startswith('JET_SQLA_')]:
+        del os.environ[key]
+    loggers = [logging.getLogger(), logging.getLogger('gunicorn.error'), logging.getLogger('gunicorn.access')]
+    saved_loggers = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    saved_flags = (logging._srcfile, logging.logThreads, logging.logMultiprocessing)
+    yield
+    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved_flags
+    os.environ.clear()
+    os.environ.update(saved_environment)
+    for logger, handlers, level, propagate in saved_loggers:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(params=DIALECTS)

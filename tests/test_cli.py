@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import os
 import re
 import shlex
@@ -12,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +34,8 @@ from .conftest import (
 )
 from .models import Account, User
 
-
-@pytest.fixture(autouse=True)
-def isolated_process_state() -> Iterator[None]:
-    """The command sets environment variables and installs logging; undo both after each test."""
-    saved_environment = dict(os.environ)
-    for key in [key for key in os.environ if key.startswith('JET_SQLA_')]:
-        del os.environ[key]
-    loggers = [logging.getLogger(), logging.getLogger('gunicorn.error'), logging.getLogger('gunicorn.access')]
-    saved_loggers = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
-    saved_flags = (logging._srcfile, logging.logThreads, logging.logMultiprocessing)
-    yield
-    logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved_flags
-    os.environ.clear()
-    os.environ.update(saved_environment)
-    for logger, handlers, level, propagate in saved_loggers:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
+# The command sets environment variables and installs logging: undone after each test.
+pytestmark = pytest.mark.usefixtures('cli_process_state')
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -15,6 +15,9 @@ from jet_sqla import cli
 from .apps.cli_server import serving
 from .conftest import POSTGRES_URL, TOKEN, private_database
 
+# The command sets environment variables and installs logging: undone after each test.
+pytestmark = pytest.mark.usefixtures('cli_process_state')
+
 
 @pytest.fixture(autouse=True)
 def isolated_environment() -> Iterator[None]:

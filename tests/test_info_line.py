@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -37,6 +38,10 @@ def handler(log_file: tuple[Path, io.TextIOWrapper]) -> Iterator[logs.LineHandle
     handler.setFormatter(logs.JSONFormatter())
     yield handler
     handler.close()
+
+
+#: What logging's records collect the caller from, by default (logging sets it the same way).
+DEFAULT_SRCFILE = os.path.normcase(logging.addLevelName.__code__.co_filename)
 
 
 @pytest.fixture
@@ -84,7 +89,7 @@ def test_a_deferred_line_is_the_line_logger_info_writes(
 
 def test_the_record_made_later_keeps_the_calls_time_thread_and_caller(
         handler: logs.LineHandler, record_flags: None) -> None:
-    logging._srcfile = logging.__file__  # what records collect by default
+    logging._srcfile = DEFAULT_SRCFILE  # what records collect by default
     logging.logThreads = True
     log = logger_to(handler, 'fields')
 
@@ -123,7 +128,8 @@ def test_without_caller_or_thread_collection_the_record_has_neither(
 
 
 def test_another_handler_sees_the_record_at_once(
-        handler: logs.LineHandler, caplog: pytest.LogCaptureFixture) -> None:
+        handler: logs.LineHandler, caplog: pytest.LogCaptureFixture, record_flags: None) -> None:
+    logging._srcfile = DEFAULT_SRCFILE  # records name their caller, as by default
     log = logger_to(handler, 'captured')
     capture = caplog.handler
     log.addHandler(capture)  # a test's capture, an application's own handler
