@@ -93,6 +93,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
 
+    def _reset_after_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+
     def setStream(self, stream: Any) -> Any:
         self.flush()
         old = super().setStream(stream)
@@ -122,8 +126,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._fd is None:
             super().emit(record)
             return
-        if self._pid != os.getpid():
-            self._reset()
+        self._reset_after_fork()
         # After close() (a late record at exit) there is no writer thread left: written at once too.
         urgent = record.levelno >= logging.WARNING or not self.interval or self._stop.is_set()
         if urgent or record.args or record.exc_info or record.stack_info or not _only_scalars(record):
@@ -153,8 +156,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Whether a line may be queued before its record exists (see :func:`info_line`)."""
         if self._fd is None or not self.interval or self.filters or self.level > logging.INFO:
             return False
-        if self._pid != os.getpid():
-            self._reset()
+        self._reset_after_fork()
         return not self._stop.is_set()
 
     def _encode(self, record: logging.LogRecord) -> bytes:
@@ -179,8 +181,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._fd is None:
             super().flush()
             return
-        if self._pid != os.getpid():
-            self._reset()
+        self._reset_after_fork()
         with self._write_lock:
             queue = self._queue
             # popleft() is atomic too: lines queued meanwhile wait for the next write.
