@@ -7,6 +7,7 @@ Override the URLs with ``JET_SQLA_TEST_POSTGRES_URL`` and ``JET_SQLA_TEST_MARIAD
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -163,6 +164,18 @@ def cli_process_state() -> Iterator[None]:
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+@pytest.fixture
+def collector_enabled() -> Iterator[None]:
+    """Every test starts with the collector on, and leaves it as it found it."""
+    was_enabled = gc.isenabled()
+    gc.enable()
+    yield
+    if was_enabled:
+        gc.enable()
+    else:
+        gc.disable()
 
 
 @pytest.fixture(params=DIALECTS)

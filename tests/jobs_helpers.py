@@ -9,6 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from jet_sqla import migrations
+
+from .conftest import fresh_engine
 from .models import Counter
 
 FINISHED = ('succeeded', 'failed', 'cancelled')
@@ -19,6 +22,14 @@ def add_counters(engine: sa.Engine, count: int) -> None:
         for start in range(1, count + 1, 5000):
             connection.execute(sa.insert(Counter), [{'id': i, 'value': 0}
                                                     for i in range(start, min(start + 5000, count + 1))])
+
+
+def migrated_with_counters(url: str, count: int) -> sa.Engine:
+    """An engine on a fresh database at ``url``: jet_sqla's own tables (jobs, audit), and ``count`` counters at 0."""
+    engine = fresh_engine(url)
+    migrations.upgrade(engine)
+    add_counters(engine, count)
+    return engine
 
 
 def counter_values(engine: sa.Engine) -> dict[int, int]:

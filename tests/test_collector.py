@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -15,22 +14,9 @@ from jet_sqla import Bridge, collector
 
 from .conftest import Client
 from .models import User
+from .test_loading import add_users
 
-
-@pytest.fixture(autouse=True)
-def collector_enabled() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.enable()
-    yield
-    if was_enabled:
-        gc.enable()
-    else:
-        gc.disable()
-
-
-def add_users(engine: sa.Engine, count: int) -> None:
-    with engine.begin() as connection:
-        connection.execute(sa.insert(User), [{'id': i, 'name': f'u{i}'} for i in range(1, count + 1)])
+pytestmark = pytest.mark.usefixtures('collector_enabled')
 
 
 def test_a_large_run_holds_the_pause_through_its_function_and_its_session_close(

@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from jet_sqla import Bridge, migrations
+from jet_sqla import Bridge
 
-from .conftest import TOKEN, Client, database_url, fresh_engine
-from .jobs_helpers import add_counters, counter_values, state_of, wait_for_job
+from .conftest import TOKEN, Client, database_url
+from .jobs_helpers import counter_values, migrated_with_counters, state_of, wait_for_job
 from .models import Base, Counter
 
 SERVER_DIALECTS = ['postgresql', 'mariadb']
@@ -30,9 +30,7 @@ SERVER_DIALECTS = ['postgresql', 'mariadb']
 
 @pytest.fixture(params=SERVER_DIALECTS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = fresh_engine(database_url(str(request.param), tmp_path))
-    migrations.upgrade(engine)
-    add_counters(engine, 2)
+    engine = migrated_with_counters(database_url(str(request.param), tmp_path), 2)
     yield engine
     engine.dispose()
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from jet_sqla import ActionContext, Bridge, migrations
+from jet_sqla import ActionContext, Bridge
 from jet_sqla.audit import action_log
 
-from .conftest import TOKEN, Client, database_url, fresh_engine
-from .jobs_helpers import add_counters, counter_values, wait_for_job
+from .conftest import TOKEN, Client, database_url
+from .jobs_helpers import counter_values, migrated_with_counters, wait_for_job
 from .models import Base, Counter
 
 #: Undo's own timeouts are those of a request; a hang is a failure, not a wait.
@@ -28,9 +28,7 @@ UNDO_SECONDS = 10
 
 @pytest.fixture(params=['sqlite', 'postgresql'])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    engine = fresh_engine(database_url(str(request.param), tmp_path))
-    migrations.upgrade(engine)
-    add_counters(engine, 30)
+    engine = migrated_with_counters(database_url(str(request.param), tmp_path), 30)
     yield engine
     engine.dispose()
 

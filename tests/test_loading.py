@@ -7,7 +7,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,18 +24,6 @@ N = 10_000
 def add_users(engine: sa.Engine, count: int) -> None:
     with engine.begin() as connection:
         connection.execute(sa.insert(User), [{'id': i, 'name': f'u{i}'} for i in range(1, count + 1)])
-
-
-@pytest.fixture
-def collector_enabled() -> Iterator[None]:
-    """Every test starts with the collector on, and leaves it as it found it."""
-    was_enabled = gc.isenabled()
-    gc.enable()
-    yield
-    if was_enabled:
-        gc.enable()
-    else:
-        gc.disable()
 
 
 class TestStatements:
