@@ -54,10 +54,12 @@ DEFAULT_CHUNK = 500
 _BIGINT_MIN, _BIGINT_MAX = -2**63, 2**63 - 1
 _ABSENT = object()
 
+
 def statement_form(dialect: sa.Dialect, pk: sa.Column[Any] | None = None, *, lock: bool = False) -> str:
     """How ``pk`` is looked up on this database.
 
-    - ``'any'``: PostgreSQL, one array parameter (integer keys: the array's text, see :func:`iter_by_pk`).
+    - ``'any_text'``: PostgreSQL, integer keys: one parameter, the array's text, cast by the server.
+    - ``'any'``: PostgreSQL, other keys: one array parameter.
     - ``'json'``: MariaDB 10.6+ and MySQL 8.0.4+, integer keys, no lock: one JSON
       array parameter read by ``JSON_TABLE``, per chunk.
     - ``'in'``: every other case, chunked ``IN`` lists.
@@ -66,7 +68,7 @@ def statement_form(dialect: sa.Dialect, pk: sa.Column[Any] | None = None, *, loc
     and only the ``IN`` range scan reads them in key order whatever the plan.
     """
     if dialect.name == 'postgresql':
-        return 'any'
+        return 'any_text' if pk is not None and _is_integer(pk) else 'any'
     if not lock and pk is not None and _json_table_reads(dialect) and _is_integer(pk):
         return 'json'
     return 'in'
@@ -111,8 +113,8 @@ def iter_by_pk(
     form = statement_form(dialect, pk, lock=lock)
     if form == 'json' and not all(type(key) is int and _BIGINT_MIN <= key <= _BIGINT_MAX for key in ordered):
         form = 'in'  # a key JSON_TABLE's BIGINT column cannot hold (an unsigned BIGINT past 2**63)
-    if form == 'any' and _is_integer(pk) and all(type(key) is int for key in ordered):
-        form = 'any_text'  # only ints: their text is the array's; a bool or any other value keeps the list
+    if form == 'any_text' and not all(type(key) is int for key in ordered):
+        form = 'any'  # only an int's text is an array element's: a bool or any other value goes as a list
     statement = _statement(model, pk_attribute, pk, form, lock)
     if form in ('any', 'any_text'):
         # One bound parameter, whatever the number of ids.
