@@ -50,6 +50,9 @@ __all__ = ['Executor']
 
 log = logging.getLogger(__name__)
 
+#: A context that does nothing; reusable, so a run outside any transaction makes none.
+_NOTHING = nullcontext()
+
 
 class Executor:
     """Runs actions: one transaction each, retried on deadlocks, logged when audited.
@@ -231,10 +234,8 @@ class Executor:
             request.dry_run or self.history) else None
         transactional = (action.needs_session or self.audit is not None or entry.idempotency_key is not None
                          or request.dry_run)
-        with (self._transaction(commit=not request.dry_run) if transactional else nullcontext()) as session, \
-                ExitStack() as capturing:
-            if capture is not None and session is not None:
-                capturing.enter_context(capture.attached(session))
+        with (self._transaction(commit=not request.dry_run) if transactional else _NOTHING) as session, \
+                (capture.attached(session) if capture is not None and session is not None else _NOTHING):
             if entry.idempotency_key is not None:
                 assert self.audit is not None and session is not None
                 self.audit.claim(session, entry)

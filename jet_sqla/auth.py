@@ -117,17 +117,22 @@ class Authenticator:
         if not header:
             raise Unauthorized('Missing Authorization header: send "Bearer <token>" or "JWT <token>"')
         credentials = parse_credentials(header)
-        jwt_credentials = [value for scheme, value in credentials if scheme == 'jwt']
-        shared = [value for scheme, value in credentials if scheme in _SHARED_SCHEMES]
-        if len(jwt_credentials) > 1 or len(shared) > 1:
-            raise Unauthorized('Several credentials of one kind in the Authorization header; send one')
-        if jwt_credentials and self._jwt_key is not None:
-            return self._verify_jwt(jwt_credentials[0])
+        jwt_credential = shared = None
         for scheme, value in credentials:
-            if scheme in _SHARED_SCHEMES and self._tokens:
-                if self._matches_token(value):
-                    return _ANONYMOUS
-                raise Unauthorized('Invalid token')
+            if scheme == 'jwt':
+                if jwt_credential is not None:
+                    raise Unauthorized('Several credentials of one kind in the Authorization header; send one')
+                jwt_credential = value
+            elif scheme in _SHARED_SCHEMES:
+                if shared is not None:
+                    raise Unauthorized('Several credentials of one kind in the Authorization header; send one')
+                shared = value
+        if jwt_credential is not None and self._jwt_key is not None:
+            return self._verify_jwt(jwt_credential)
+        if shared is not None and self._tokens:
+            if self._matches_token(shared):
+                return _ANONYMOUS
+            raise Unauthorized('Invalid token')
         scheme = credentials[0][0]
         # Say what this server does take: "unsupported" alone leaves the caller guessing.
         expected = ' or '.join(([] if not self._tokens else ['"Bearer <token>"'])

@@ -41,6 +41,7 @@ INVERSE_KEYS = ('inverseIds', 'inverse_ids')
 #: and past about 250 levels the JSON encoders of the audit log, of drivers and of user code fail.
 MAX_DEPTH = 64
 
+_BESIDE_KEYS = frozenset(ID_KEYS + INVERSE_KEYS)
 _TRUE = frozenset({'true'})
 _FALSE = frozenset({'false', ''})
 
@@ -57,6 +58,9 @@ def read_execute_params(params: Mapping[str, Any], form: Mapping[str, Any]) -> t
             (reported under ``ids``), or an ``inverseIds`` that is not a boolean.
     """
     merged = dict(form)
+    if params.keys().isdisjoint(_BESIDE_KEYS):  # PERF: the documented shape, nothing beside the form to merge
+        _check_id_and_ids(form, 'in the form')
+        return merged, False
     _check_id_and_ids(params, 'beside the form')
     _check_id_and_ids(form, 'in the form')
     beside = _given_ids(params)
@@ -98,9 +102,9 @@ def _boolean(key: str, value: Any) -> bool:
 
 def _check_id_and_ids(source: Mapping[str, Any], where: str) -> None:
     # Both keys in one place would otherwise be read as "ids", and the "id" silently dropped.
-    given = {key: source.get(key) for key in ID_KEYS if source.get(key) not in (None, '')}
-    if len(given) == 2 and _id_set(given['ids']) != _id_set(given['id']):
-        raise InvalidParams({'ids': f'"id" ({_shown(given["id"])}) and "ids" ({_shown(given["ids"])}) {where} '
+    ids, id_ = source.get('ids'), source.get('id')
+    if ids not in (None, '') and id_ not in (None, '') and _id_set(ids) != _id_set(id_):
+        raise InvalidParams({'ids': f'"id" ({_shown(id_)}) and "ids" ({_shown(ids)}) {where} '
                                     'differ; send one of them'})
 
 
@@ -152,13 +156,19 @@ def decode_params(value: Any, where: str) -> dict[str, Any]:
 
 def _nests_deeper(value: dict[str, Any] | list[Any], limit: int) -> bool:
     """Whether objects and lists nest more than ``limit`` levels; iterative, so no depth can overflow it."""
-    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
-    while pending:
-        container, depth = pending.pop()
+    # PERF: level by level, with plain loops: a flat object (most messages) is one pass over its values.
+    level: list[dict[str, Any] | list[Any]] = [value]
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        children = container.values() if isinstance(container, dict) else container
-        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below: list[dict[str, Any] | list[Any]] = []
+        for container in level:
+            for child in (container.values() if isinstance(container, dict) else container):
+                if isinstance(child, (dict, list)):
+                    below.append(child)
+        level = below
+        depth += 1
     return False
 
 
