@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -80,6 +81,29 @@ class _StructuredFormatter(logging.Formatter):
     def render(self, fields: dict[str, Any]) -> str:
         raise NotImplementedError
 
+    def format_deferred(self, name: str, created: float, msg: str, extras: dict[str, Any]) -> str | None:
+        """The line :meth:`format` writes for ``Logger.info(msg, extra=extras)`` on ``name`` at ``created``.
+
+        PERF: the writer thread of a :class:`LineHandler` formats :func:`~jet_sqla.line_handler.info_line`'s
+        lines without making a ``LogRecord`` first (3.9 µs of the 5.8 it took per line in a loop).
+        ``None`` when only a record will do: a subclass that formats records its own way, or an extra
+        that replaces one of the fixed fields.
+        """
+        if type(self).format not in _RECORD_FREE or type(self).fields is not _StructuredFormatter.fields:
+            return None
+        if not _LINE_KEYS.isdisjoint(extras) or any(key[:1] == '_' for key in extras):
+            return None
+        return self._plain_line(logging.getLevelName(logging.INFO), name,
+                                os.getpid() if logging.logProcesses else None, msg, created, list(extras.items()))
+
+    def _plain_line(self, levelname: str, name: str, process: int | None, msg: str, created: float,
+                    extras: list[tuple[str, Any]]) -> str:
+        """The line of a record with a plain message, no arguments, no traceback and these extras."""
+        fields: dict[str, Any] = {'time': _utc_time(created), 'level': levelname.lower(), 'logger': name,
+                                  'pid': process, 'msg': msg}
+        fields.update(extras)
+        return _redacted(self.render(fields))
+
 
 _second_cache: tuple[int, str] = (-1, '')
 
@@ -139,14 +163,18 @@ class KeyValueFormatter(_StructuredFormatter):
         extras = _extras(record)
         if any(key in _LINE_KEYS for key, _ in extras):
             return super().format(record)  # an extra that replaces a fixed field: the general path
-        key = (record.levelname, record.name, record.process, message)
+        return self._plain_line(record.levelname, record.name, record.process, message, record.created, extras)
+
+    def _plain_line(self, levelname: str, name: str, process: int | None, msg: str, created: float,
+                    extras: list[tuple[str, Any]]) -> str:
+        key = (levelname, name, process, msg)
         prefix = self._prefixes.get(key)
         if prefix is None:
             if len(self._prefixes) >= 1024:
                 self._prefixes.clear()
             prefix = self._prefixes[key] = self.render({
-                'level': record.levelname.lower(), 'logger': record.name, 'pid': record.process, 'msg': message})
-        parts = [f'time={_utc_time(record.created)}', prefix]
+                'level': levelname.lower(), 'logger': name, 'pid': process, 'msg': msg})
+        parts = [f'time={_utc_time(created)}', prefix]
         parts += [f'{key}={_kv_value(value)}' for key, value in extras]
         return _redacted(' '.join(parts))
 
@@ -159,6 +187,10 @@ class JSONFormatter(_StructuredFormatter):
 
     def render(self, fields: dict[str, Any]) -> str:
         return json.dumps(fields, default=str, ensure_ascii=False, separators=(',', ':'))
+
+
+#: The ``format`` methods that :meth:`_StructuredFormatter.format_deferred` writes the same line as.
+_RECORD_FREE = (KeyValueFormatter.format, _StructuredFormatter.format)
 
 
 def _kv_value(value: Any) -> str:

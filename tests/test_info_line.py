@@ -246,3 +246,62 @@ def test_under_the_servers_own_logging_config_the_line_is_deferred(tmp_path: Pat
     assert done.stdout.strip() == '_Line'
     [line] = [json.loads(text) for text in done.stderr.splitlines()]  # written at exit
     assert (line['logger'], line['msg'], line['action']) == ('jet_sqla.actions', 'action ran', 'promote')
+
+
+# The writer formats a deferred line without making its record, where the formatter is one of jet_sqla's.
+
+@pytest.mark.parametrize('formatter_class', [logs.KeyValueFormatter, logs.JSONFormatter])
+@pytest.mark.parametrize('fields', [
+    FIELDS,
+    {'note': 'a "quoted" value with spaces', 'empty': '', 'none': None, 'yes': True, 'ratio': 0.5},
+    {'level': 'replaced', 'n': 1},  # an extra named like a fixed field: the record's general path
+    {'_private': 1, 'shown': 2},  # an underscore extra is never written
+], ids=['run', 'quoting', 'fixed-field', 'underscore'])
+def test_the_line_formatted_without_a_record_is_the_records_line(
+        formatter_class: type[logging.Formatter], fields: dict[str, object]) -> None:
+    formatter = formatter_class()
+    logs.hide(['s3cr3t-token'])
+    try:
+        fields = {**fields, 'echo': 'said s3cr3t-token'}  # the server's own tokens are hidden on both paths
+        record = logging.getLogger('jet_sqla.actions').makeRecord(
+            'jet_sqla.actions', logging.INFO, __file__, 1, 'action ran', None, None, extra=dict(fields))
+        deferred = formatter.format_deferred('jet_sqla.actions', record.created, 'action ran', dict(fields))
+        expected = formatter.format(record)
+    finally:
+        logs.hide([])
+    assert 's3cr3t-token' not in expected
+    if fields.keys() & {'level', '_private'}:
+        assert deferred is None  # left to the record, whose format() knows these cases
+    else:
+        assert deferred == expected
+
+
+def test_the_writer_makes_no_record_for_jet_sqlas_own_formatters(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = log_file
+    log = logger_to(handler, 'no_record')
+
+    def no_record(line: object) -> logging.LogRecord:
+        raise AssertionError('the writer made a record')
+
+    monkeypatch.setattr(line_handler._Line, 'record', no_record)
+    line_handler.info_line(log, 'action ran', dict(FIELDS))
+    handler.flush()
+    [line] = lines(path)
+    assert (line['msg'], line['action'], line['duration_ms']) == ('action ran', 'promote', 1.25)
+
+
+def test_a_formatter_of_its_own_gets_a_record(log_file: tuple[Path, io.TextIOWrapper],
+                                              handler: logs.LineHandler) -> None:
+    """A subclass that formats records its own way is never bypassed by the record-free path."""
+    path, _ = log_file
+
+    class Tagged(logs.KeyValueFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f'tagged {record.getMessage()} {record.action}'  # type: ignore[attr-defined]
+
+    handler.setFormatter(Tagged())
+    log = logger_to(handler, 'own_formatter')
+    line_handler.info_line(log, 'action ran', dict(FIELDS))
+    handler.flush()
+    assert path.read_text(encoding='utf-8') == 'tagged action ran promote\n'
