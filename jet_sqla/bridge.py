@@ -21,7 +21,7 @@ from .errors import NotFound
 from .field_options import FieldOptions
 from .integrations.async_engines import is_async_engine, sync_engine_for
 from .jobs import DEFAULT_QUEUE
-from .messages import Handlers, default_handlers
+from .handlers import Handlers, default_handlers
 from .options import MAX_SEARCH_LENGTH
 from .params import Param
 from .permissions import JetPermissions

@@ -1,19 +1,16 @@
-"""Message dispatch by name, and the handler-style API of the reference bridge.
+"""Message dispatch by name; the message names; the reference bridge's handler-style API, re-exported.
 
 Code written for the reference bridge keeps working once its import changes::
 
     from jet_sqla import messages
     messages.add_handler(messages.GET_ACTION_LIST, get_action_list)
 
-Handlers registered with :func:`add_handler` apply to every bridge in the
-process; ``bridge.messages.add_handler`` applies to one bridge only. Handlers
-take ``(name, params)`` or ``(params)``. Declared actions and derived options
-answer first; handlers answer the rest.
+The handlers themselves live in :mod:`jet_sqla.handlers`. Declared actions
+and derived options answer first; handlers answer the rest.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +37,7 @@ from .errors import (
     StatementTimeout,
 )
 from .field_options import FieldOptions
+from .handlers import Handlers, add_handler, default_handlers, get_handler
 from .history import RunHistory
 from .options import MAX_SEARCH_LENGTH, OptionsSource, composite_foreign_key
 from .options_query import parse_query
@@ -79,55 +77,6 @@ UNDO_RUN = 'undo_run'
 #: A background run's progress, and stopping it (jet_sqla.jobs).
 GET_JOB = 'get_job'
 CANCEL_JOB = 'cancel_job'
-
-Handler = Callable[..., Any]
-
-
-class Handlers:
-    """Handler-style functions by message name."""
-
-    def __init__(self, parent: Handlers | None = None) -> None:
-        self._handlers: dict[str, Callable[[str, Any], Any]] = {}
-        self._parent = parent
-
-    def add_handler(self, message_name: str, func: Handler) -> None:
-        """Answer ``message_name`` with ``func(name, params)`` or ``func(params)``."""
-        self._handlers[message_name] = _adapt(func)
-
-    def get_handler(self, message_name: str) -> Callable[[str, Any], Any] | None:
-        handler = self._handlers.get(message_name)
-        if handler is None and self._parent is not None:
-            return self._parent.get_handler(message_name)
-        return handler
-
-    def clear(self) -> None:
-        self._handlers.clear()
-
-
-def _adapt(func: Handler) -> Callable[[str, Any], Any]:
-    try:
-        parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return func
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
-    if len(positional) == 1 and not varargs:
-        return lambda name, params: func(params)
-    return func
-
-
-#: Handlers for every bridge in the process.
-default_handlers = Handlers()
-
-
-def add_handler(message_name: str, func: Handler) -> None:
-    """Register a handler for every bridge in the process (as the reference bridge did)."""
-    default_handlers.add_handler(message_name, func)
-
-
-def get_handler(message_name: str) -> Callable[[str, Any], Any] | None:
-    return default_handlers.get_handler(message_name)
-
 
 class Dispatcher:
     """Answers one message. Returns the JSON body as bytes.
