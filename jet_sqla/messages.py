@@ -59,6 +59,7 @@ __all__ = [
     'Dispatcher',
     'Handlers',
     'add_handler',
+    'default_handlers',
     'get_handler',
 ]
 

@@ -8,10 +8,12 @@ Override the URLs with ``JET_SQLA_TEST_POSTGRES_URL`` and ``JET_SQLA_TEST_MARIAD
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,6 +178,14 @@ def collector_enabled() -> Iterator[None]:
         gc.enable()
     else:
         gc.disable()
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[tuple[Path, io.TextIOWrapper]]:
+    """A log file open for writing, and its path: what a LineHandler under test writes to."""
+    path = tmp_path / 'lines.log'
+    with open(path, 'w', encoding='utf-8') as stream:
+        yield path, stream
 
 
 @pytest.fixture(params=DIALECTS)

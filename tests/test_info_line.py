@@ -27,12 +27,6 @@ FIELDS = {'action': 'promote', 'collection': 'users', 'ids': 3, 'outcome': 'succ
 
 
 @pytest.fixture
-def log_file(tmp_path: Path) -> Iterator[tuple[Path, io.TextIOWrapper]]:
-    with open(tmp_path / 'lines.log', 'w', encoding='utf-8') as stream:
-        yield tmp_path / 'lines.log', stream
-
-
-@pytest.fixture
 def handler(log_file: tuple[Path, io.TextIOWrapper]) -> Iterator[logs.LineHandler]:
     handler = logs.LineHandler(log_file[1], interval=60)  # the writer thread writes nothing during a test
     handler.setFormatter(logs.JSONFormatter())

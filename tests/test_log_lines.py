@@ -10,19 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from jet_sqla import logs
-
-
-@pytest.fixture
-def log_file(tmp_path: Path) -> Iterator[tuple[Path, io.TextIOWrapper]]:
-    path = tmp_path / 'lines.log'
-    with open(path, 'w', encoding='utf-8') as stream:
-        yield path, stream
 
 
 def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
