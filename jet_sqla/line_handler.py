@@ -275,7 +275,7 @@ def info_line(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
     handler = _sole_line_handler(logger)
     if (handler is None or logging.getLogRecordFactory() is not logging.LogRecord
             or not _RECORD_ATTRIBUTES.isdisjoint(fields)
-            or not all(type(value) in _SCALARS for value in fields.values())):
+            or not _SCALARS.issuperset(map(type, fields.values()))):
         logger.info(msg, extra=fields, stacklevel=2)
         return
     caller = None
