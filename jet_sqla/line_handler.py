@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, NamedTuple
 
 __all__ = ['LineHandler', 'extras', 'info_line']
@@ -82,20 +83,16 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _reset(self) -> None:
         """The state of this process.
 
-        Again in a forked child, on its first record or flush: locks and threads do not cross a fork,
-        and what the parent had queued is the parent's to write, not written twice.
+        Again in a forked child, as it starts (:func:`_after_fork_in_child`): locks and threads do
+        not cross a fork, and what the parent had queued is the parent's to write, not written twice.
         """
-        self._pid = os.getpid()
+        _live_handlers.add(self)
         self._queue: collections.deque[bytes | logging.LogRecord | _Line] = collections.deque()
         self._queued = 0
         # Re-entrant: formatting a queued record may itself log a warning, which writes at once.
         self._write_lock = threading.RLock()
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
-
-    def _reset_after_fork(self) -> None:
-        if self._pid != os.getpid():
-            self._reset()
 
     def setStream(self, stream: Any) -> Any:
         self.flush()
@@ -126,7 +123,6 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._fd is None:
             super().emit(record)
             return
-        self._reset_after_fork()
         # After close() (a late record at exit) there is no writer thread left: written at once too.
         urgent = record.levelno >= logging.WARNING or not self.interval or self._stop.is_set()
         if urgent or record.args or record.exc_info or record.stack_info or not _only_scalars(record):
@@ -156,18 +152,17 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Whether a line may be queued before its record exists (see :func:`info_line`)."""
         if self._fd is None or not self.interval or self.filters or self.level > logging.INFO:
             return False
-        self._reset_after_fork()
         return not self._stop.is_set()
 
     def _encode(self, record: logging.LogRecord) -> bytes:
         return (self.format(record) + self.terminator).encode('utf-8', 'backslashreplace')
 
-    def _encode_queued(self, entry: logging.LogRecord | _Line) -> bytes:
+    def _encode_queued(self, entry: logging.LogRecord | _Line, process: int | None) -> bytes:
         """A queued record's line; an :func:`info_line` call's is formatted without a record where the formatter can."""
         if isinstance(entry, _Line):
             format_deferred = getattr(self.formatter, 'format_deferred', None)
-            text: str | None = format_deferred(entry.logger, entry.created_ns / 1e9, entry.msg, entry.fields) \
-                if format_deferred is not None else None
+            text: str | None = format_deferred(entry.logger, entry.created_ns / 1e9, entry.msg, entry.fields,
+                                               process) if format_deferred is not None else None
             if text is not None:
                 return (text + self.terminator).encode('utf-8', 'backslashreplace')
             entry = entry.record()
@@ -192,19 +187,19 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._fd is None:
             super().flush()
             return
-        self._reset_after_fork()
         with self._write_lock:
             queue = self._queue
             # popleft() is atomic too: lines queued meanwhile wait for the next write.
             entries = [queue.popleft() for _ in range(len(queue))]
             self._queued = 0
             lines = []
+            process = os.getpid() if logging.logProcesses else None  # as each record would have it
             for entry in entries:
                 if isinstance(entry, bytes):
                     lines.append(entry)
                     continue
                 try:
-                    lines.append(self._encode_queued(entry))
+                    lines.append(self._encode_queued(entry, process))
                 except Exception:  # noqa: BLE001 - as in emit(): reported, and the other lines still written
                     self.handleError(entry.record() if isinstance(entry, _Line) else entry)
             self._write(b''.join(lines))
@@ -228,6 +223,20 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._stop.set()
         self.flush()
         super().close()
+
+
+#: Every LineHandler of the process, to be reset in a forked child.
+_live_handlers: weakref.WeakSet[LineHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # PERF: once, at the fork, rather than a getpid() system call on every record and flush.
+    for handler in list(_live_handlers):
+        handler._reset()
+
+
+if hasattr(os, 'register_at_fork'):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Line(NamedTuple):

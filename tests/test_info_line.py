@@ -259,7 +259,8 @@ def test_the_line_formatted_without_a_record_is_the_records_line(
         fields = {**fields, 'echo': 'said s3cr3t-token'}  # the server's own tokens are hidden on both paths
         record = logging.getLogger('jet_sqla.actions').makeRecord(
             'jet_sqla.actions', logging.INFO, __file__, 1, 'action ran', None, None, extra=dict(fields))
-        deferred = formatter.format_deferred('jet_sqla.actions', record.created, 'action ran', dict(fields))
+        deferred = formatter.format_deferred('jet_sqla.actions', record.created, 'action ran', dict(fields),
+                                             os.getpid())
         expected = formatter.format(record)
     finally:
         logs.hide([])
