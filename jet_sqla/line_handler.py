@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 __all__ = ['LineHandler', 'extras', 'info_line']
@@ -30,11 +31,16 @@ def extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def _all_scalars(values: Iterable[Any]) -> bool:
+    """Whether every value is one that cannot change. PERF: the check runs in C, over the types."""
+    return _SCALARS.issuperset(map(type, values))
+
+
 def _only_scalars(record: logging.LogRecord) -> bool:
     """Whether the record's message is a string and its extras are values that cannot change."""
     if type(record.msg) is not str:
         return False
-    return all(type(value) in _SCALARS for _, value in extras(record))
+    return _all_scalars(value for _, value in extras(record))
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -284,7 +290,7 @@ def info_line(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
     handler = _sole_line_handler(logger)
     if (handler is None or logging.getLogRecordFactory() is not logging.LogRecord
             or not _RECORD_ATTRIBUTES.isdisjoint(fields)
-            or not _SCALARS.issuperset(map(type, fields.values()))):
+            or not _all_scalars(fields.values())):
         logger.info(msg, extra=fields, stacklevel=2)
         return
     caller = None

@@ -56,13 +56,7 @@ class _StructuredFormatter(logging.Formatter):
     """The fields every line carries, in a fixed order, then the record's extras."""
 
     def fields(self, record: logging.LogRecord) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            'time': _utc_time(record.created),
-            'level': record.levelname.lower(),
-            'logger': record.name,
-            'pid': record.process,
-            'msg': record.getMessage(),
-        }
+        fields = _fixed_fields(record.created, record.levelname, record.name, record.process, record.getMessage())
         fields.update(_extras(record))
         if record.name == 'gunicorn.access' and isinstance(record.args, Mapping):
             fields.update(_access_fields(record.args))
@@ -102,10 +96,14 @@ class _StructuredFormatter(logging.Formatter):
     def _plain_line(self, levelname: str, name: str, process: int | None, msg: str, created: float,
                     extras: list[tuple[str, Any]]) -> str:
         """The line of a record with a plain message, no arguments, no traceback and these extras."""
-        fields: dict[str, Any] = {'time': _utc_time(created), 'level': levelname.lower(), 'logger': name,
-                                  'pid': process, 'msg': msg}
+        fields = _fixed_fields(created, levelname, name, process, msg)
         fields.update(extras)
         return _redacted(self.render(fields))
+
+
+def _fixed_fields(created: float, levelname: str, name: str, process: int | None, msg: str) -> dict[str, Any]:
+    """The fields every line starts with, in their order (:data:`_LINE_KEYS`)."""
+    return {'time': _utc_time(created), 'level': levelname.lower(), 'logger': name, 'pid': process, 'msg': msg}
 
 
 _second_cache: tuple[int, str] = (-1, '')
