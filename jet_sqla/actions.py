@@ -50,10 +50,6 @@ __all__ = ['Executor']
 
 log = logging.getLogger(__name__)
 
-#: A context that does nothing; reusable, so a run outside any transaction makes none.
-_NOTHING = nullcontext()
-
-
 class Executor:
     """Runs actions: one transaction each, retried on deadlocks, logged when audited.
 
@@ -229,44 +225,39 @@ class Executor:
         # PERF: a run that loads nothing, is handed no session and logs nothing runs
         # outside any transaction: an empty one (Session, BEGIN, COMMIT) cost more
         # than all the rest of such a request.
+        if not (action.needs_session or self.audit is not None or entry.idempotency_key is not None
+                or request.dry_run):
+            # Without a session there is nothing to load and nothing to hand out: the form is all.
+            result = action.function(**values)
+            stage[0] = 'returned'
+            return _succeeded(entry, result_body(action, result), started)
         # Captured only when someone reads it: without a dry run or history, no listener is attached.
         capture = ChangeCapture(self.catalog, max_changes=self.max_changes) if (
             request.dry_run or self.history) else None
-        transactional = (action.needs_session or self.audit is not None or entry.idempotency_key is not None
-                         or request.dry_run)
-        with (self._transaction(commit=not request.dry_run) if transactional else _NOTHING) as session, \
-                (capture.attached(session) if capture is not None and session is not None else _NOTHING):
+        with self._transaction(commit=not request.dry_run) as session, \
+                (capture.attached(session) if capture is not None else nullcontext()):
             if entry.idempotency_key is not None:
-                assert self.audit is not None and session is not None
+                assert self.audit is not None
                 self.audit.claim(session, entry)
             if action.timeout is not None:
-                assert session is not None
                 database.apply_timeout(session, action.timeout)
-            # Without a session there is nothing to load and nothing to hand out: the form is all.
-            arguments = (
-                build_arguments(session, request, collection, ids, values, catalog=self.catalog, select=self._select)
-                if session is not None else dict(values)
-            )
+            arguments = build_arguments(session, request, collection, ids, values, catalog=self.catalog,
+                                        select=self._select)
             if request.inverse and collection is not None and action.instance_parameter is not None:
                 entry.ids = keys_of(collection, arguments[action.instance_parameter])  # what ran, not what was left out
             result = action.function(**arguments)
             stage[0] = 'returned'
-            if session is not None:
-                session.flush()
+            session.flush()
             report = capture.report() if capture is not None else None
             if report is not None and request.dry_run and action.background:
                 report = {**report, 'first_chunk_only': True, 'chunk_size': action.chunk_size}
-            body = result_body(action, result, report if request.dry_run else None)
-            entry.outcome = 'success'
-            entry.duration_ms = (time.perf_counter() - started) * 1000
-            entry.response = body
+            body = _succeeded(entry, result_body(action, result, report if request.dry_run else None), started)
             if report is not None:
                 entry.changes = encoding.dumps(report)
             if request.dry_run:
                 stage[0] = 'rolling back'  # leaving the block rolls back
                 return body
             if self.audit is not None:
-                assert session is not None
                 self.audit.record_success(session, entry)
             stage[0] = 'committing'  # leaving the block commits
         return with_run(body, entry.log_id)
@@ -397,3 +388,11 @@ class Executor:
             yield session
             if not commit:
                 transaction.rollback()
+
+
+def _succeeded(entry: AuditEntry, body: bytes, started: float) -> bytes:
+    """Note a run's success in its log entry, and return its response body."""
+    entry.outcome = 'success'
+    entry.duration_ms = (time.perf_counter() - started) * 1000
+    entry.response = body
+    return body

@@ -116,6 +116,13 @@ class Authenticator:
             return _ANONYMOUS
         if not header:
             raise Unauthorized('Missing Authorization header: send "Bearer <token>" or "JWT <token>"')
+        if self._tokens and header.startswith('Bearer ') and ',' not in header and ';' not in header:
+            # PERF: the one shape Jet Admin sends, read as parse_credentials would read it, in a few C calls.
+            value = header[7:]
+            if value:
+                if self._matches_token(value):
+                    return _ANONYMOUS
+                raise Unauthorized('Invalid token')
         credentials = parse_credentials(header)
         jwt_credential = shared = None
         for scheme, value in credentials:

@@ -145,7 +145,7 @@ class Form:
                 values[field.name] = field.coerce(raw)
             except ValueError as error:
                 errors[field.name] = str(error)
-        if log.isEnabledFor(logging.DEBUG):
+        if submitted and log.isEnabledFor(logging.DEBUG):  # PERF: an empty form has no unknown key to look for
             unknown = set(submitted) - {field.name for field in self.fields} - RESERVED_KEYS
             if unknown:
                 log.debug('ignoring unknown form keys: %s', ', '.join(sorted(map(str, unknown))))

@@ -42,6 +42,20 @@ def test_shared_token_schemes_in_any_case(tokens_only: Authenticator, scheme: st
         tokens_only.authenticate(f'{scheme} wrong')
 
 
+@pytest.mark.parametrize('value', [f' {TOKEN}', f'{TOKEN} ', f'{TOKEN}\x00', f'{TOKEN}\t', f'\t{TOKEN}', TOKEN.upper()])
+def test_a_lone_bearer_value_is_taken_exactly(tokens_only: Authenticator, both: Authenticator, value: str) -> None:
+    """``Bearer <value>`` alone, the shape Jet Admin sends, has a shorter path: it reads the value as exactly as
+    parse_credentials does, so whitespace, a NUL or another case around the secret still never matches."""
+    assert parse_credentials(f'Bearer {value}') == [('bearer', value)]
+    for authenticator in (tokens_only, both):
+        with pytest.raises(Unauthorized, match='Invalid token'):
+            authenticator.authenticate(f'Bearer {value}')
+    assert both.authenticate(f'Bearer {OTHER}').actor is None  # every configured token is tried
+    jwt_only = Authenticator([], jwt_public_key=JET_PUBLIC_PEM, project=PROJECT)
+    with pytest.raises(Unauthorized, match='Unsupported'):  # no shared token: the scheme is what is refused
+        jwt_only.authenticate(f'Bearer {TOKEN}')
+
+
 @pytest.mark.parametrize('suffix', [';env=prod', ';a=b;c=d', ';', ';' + 'x' * 200])
 def test_the_suffix_is_never_part_of_the_secret(tokens_only: Authenticator, suffix: str) -> None:
     assert tokens_only.authenticate(f'ProjectToken {TOKEN}{suffix}').actor is None
