@@ -8,13 +8,14 @@ errors at once. :mod:`jet_sqla.logs` installs it with its formatters.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 __all__ = ['LineHandler', 'extras', 'info_line']
@@ -93,7 +94,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         not cross a fork, and what the parent had queued is the parent's to write, not written twice.
         """
         _live_handlers.add(self)
-        self._queue: collections.deque[bytes | logging.LogRecord | _Line] = collections.deque()
+        self._queue: collections.deque[Any] = collections.deque()  # records, bytes, and lines as parts
         self._queued = 0
         # Re-entrant: formatting a queued record may itself log a warning, which writes at once.
         self._write_lock = threading.RLock()
@@ -146,8 +147,23 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             entry = record
         self._enqueue(entry, urgent)
 
-    def _enqueue(self, entry: bytes | logging.LogRecord | _Line, urgent: bool = False) -> None:
+    def _enqueue(self, entry: bytes | logging.LogRecord, urgent: bool = False) -> None:
         self._queue.append(entry)  # deque.append is atomic: no lock on the request path
+        self._queued_one(urgent)
+
+    def _enqueue_line(self, parts: tuple[Any, ...]) -> None:
+        """Queue an :func:`info_line`'s line as its parts, ``_LINE`` first (see :func:`_entries`).
+
+        PERF: one item each, so that no object outlives the call: a queued line
+        waits up to an interval, and an object that lives that long (a NamedTuple
+        per line) is what made the cyclic collector run, and its older
+        generations grow, under ``jet-sqla serve``. The parts are strings,
+        numbers and a dict of them, none of which the collector tracks.
+        """
+        self._queue.extend(parts)  # one C call: as atomic as append, and the tuple of parts dies here
+        self._queued_one(False)
+
+    def _queued_one(self, urgent: bool) -> None:
         self._queued += 1  # approximate across threads; it only decides when to write early
         if urgent or self._queued >= self.max_queued:
             self.flush()
@@ -195,8 +211,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         with self._write_lock:
             queue = self._queue
-            # popleft() is atomic too: lines queued meanwhile wait for the next write.
-            entries = [queue.popleft() for _ in range(len(queue))]
+            # popleft() is atomic too: lines queued meanwhile wait for the next write. A line's parts
+            # arrive in one extend(), so the length taken here never splits them.
+            entries = _entries([queue.popleft() for _ in range(len(queue))])
             self._queued = 0
             lines = []
             process = os.getpid() if logging.logProcesses else None  # as each record would have it
@@ -246,7 +263,10 @@ if hasattr(os, 'register_at_fork'):  # POSIX; Windows has no fork
 
 
 class _Line(NamedTuple):
-    """A line of :func:`info_line`, queued before its record exists: what the record will be made of."""
+    """A line of :func:`info_line`, queued before its record exists: what the record will be made of.
+
+    Queued as its parts (:meth:`LineHandler._enqueue_line`); the writer thread makes it again (:func:`_entries`).
+    """
 
     logger: str
     msg: str
@@ -254,11 +274,16 @@ class _Line(NamedTuple):
     created_ns: int
     thread: int | None
     thread_name: str | None
-    caller: tuple[str, int, str] | None
+    pathname: str | None
+    lineno: int | None
+    func: str | None
 
     def record(self) -> logging.LogRecord:
         """The record ``Logger.info(msg, extra=fields)`` would have made, then and in that thread."""
-        pathname, lineno, func = self.caller or ('(unknown file)', 0, '(unknown function)')
+        if self.pathname is None or self.lineno is None or self.func is None:
+            pathname, lineno, func = '(unknown file)', 0, '(unknown function)'
+        else:
+            pathname, lineno, func = self.pathname, self.lineno, self.func
         record = logging.LogRecord(self.logger, logging.INFO, pathname, lineno, self.msg, None, None, func)
         created = self.created_ns / 1e9
         record.created = created
@@ -293,13 +318,25 @@ def info_line(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
             or not _all_scalars(fields.values())):
         logger.info(msg, extra=fields, stacklevel=2)
         return
-    caller = None
+    pathname = lineno = func = None
     if logging._srcfile is not None:  # records carry the caller's file and line
-        frame = sys._getframe(1)
-        caller = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+        code = (frame := sys._getframe(1)).f_code
+        pathname, lineno, func = code.co_filename, frame.f_lineno, code.co_name
     thread = threading.get_ident() if logging.logThreads else None
     thread_name = threading.current_thread().name if logging.logThreads else None
-    handler._enqueue(_Line(logger.name, msg, fields, time.time_ns(), thread, thread_name, caller))
+    handler._enqueue_line((_LINE, logger.name, msg, fields, time.time_ns(), thread, thread_name, pathname, lineno, func))
+
+
+#: Marks the parts of an :func:`info_line`'s line in a LineHandler's queue: the fields of a ``_Line`` follow it.
+_LINE = object()
+_LINE_PARTS = len(_Line._fields)
+
+
+def _entries(items: Iterable[Any]) -> Iterator[bytes | logging.LogRecord | _Line]:
+    """The entries of a handler's queued items, in order: each line's parts made into its ``_Line`` again."""
+    parts = iter(items)
+    for item in parts:
+        yield _Line._make(itertools.islice(parts, _LINE_PARTS)) if item is _LINE else item
 
 
 def _sole_line_handler(logger: logging.Logger) -> LineHandler | None:
