@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 __all__ = ['LineHandler', 'extras', 'info_line']
@@ -179,12 +179,12 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _encode(self, record: logging.LogRecord) -> bytes:
         return (self.format(record) + self.terminator).encode('utf-8', 'backslashreplace')
 
-    def _encode_queued(self, entry: logging.LogRecord | _Line, process: int | None) -> bytes:
+    def _encode_queued(self, entry: logging.LogRecord | _Line, process: int | None,
+                       format_deferred: Callable[..., str | None] | None) -> bytes:
         """A queued record's line; an :func:`info_line` call's is formatted without a record where the formatter can."""
         if isinstance(entry, _Line):
-            format_deferred = getattr(self.formatter, 'format_deferred', None)
-            text: str | None = format_deferred(entry.logger, entry.created_ns / 1e9, entry.msg, entry.fields,
-                                               process) if format_deferred is not None else None
+            text = format_deferred(entry.logger, entry.created_ns / 1e9, entry.msg, entry.fields,
+                                   process) if format_deferred is not None else None
             if text is not None:
                 return (text + self.terminator).encode('utf-8', 'backslashreplace')
             entry = entry.record()
@@ -217,12 +217,13 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._queued = 0
             lines = []
             process = os.getpid() if logging.logProcesses else None  # as each record would have it
+            format_deferred = getattr(self.formatter, 'format_deferred', None)
             for entry in entries:
                 if isinstance(entry, bytes):
                     lines.append(entry)
                     continue
                 try:
-                    lines.append(self._encode_queued(entry, process))
+                    lines.append(self._encode_queued(entry, process, format_deferred))
                 except Exception:  # noqa: BLE001 - as in emit(): reported, and the other lines still written
                     self.handleError(entry.record() if isinstance(entry, _Line) else entry)
             self._write(b''.join(lines))

@@ -313,7 +313,9 @@ def test_under_the_servers_own_logging_config_the_line_is_deferred(tmp_path: Pat
     {'note': 'a "quoted" value with spaces', 'empty': '', 'none': None, 'yes': True, 'ratio': 0.5},
     {'level': 'replaced', 'n': 1},  # an extra named like a fixed field: the record's general path
     {'_private': 1, 'shown': 2},  # an underscore extra is never written
-], ids=['run', 'quoting', 'fixed-field', 'underscore'])
+    {'100%': '50% done', 'rate': '%s %d %(x)s', 'n%': 1},  # a % in a name or a value is written as it is
+    {},
+], ids=['run', 'quoting', 'fixed-field', 'underscore', 'percent', 'no-extras'])
 def test_the_line_formatted_without_a_record_is_the_records_line(
         formatter_class: type[logging.Formatter], fields: dict[str, object]) -> None:
     formatter = formatter_class()
@@ -324,6 +326,8 @@ def test_the_line_formatted_without_a_record_is_the_records_line(
             'jet_sqla.actions', logging.INFO, __file__, 1, 'action ran', None, None, extra=dict(fields))
         deferred = formatter.format_deferred('jet_sqla.actions', record.created, 'action ran', dict(fields),
                                              os.getpid())
+        again = formatter.format_deferred('jet_sqla.actions', record.created, 'action ran', dict(fields),
+                                          os.getpid())  # the kv formatter's second line comes from its template
         expected = formatter.format(record)
     finally:
         logs.hide([])
@@ -331,7 +335,7 @@ def test_the_line_formatted_without_a_record_is_the_records_line(
     if fields.keys() & {'level', '_private'}:
         assert deferred is None  # left to the record, whose format() knows these cases
     else:
-        assert deferred == expected
+        assert deferred == again == expected
 
 
 def test_the_writer_makes_no_record_for_jet_sqlas_own_formatters(
