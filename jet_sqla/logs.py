@@ -88,21 +88,17 @@ class _StructuredFormatter(logging.Formatter):
         """
         if not self._writes_deferred(extras):
             return None
-        return self._plain_line(logging.getLevelName(logging.INFO), name, process, msg, created,
-                                list(extras.items()))
+        fields = _fixed_fields(created, logging.getLevelName(logging.INFO), name, process, msg)
+        fields.update(extras)
+        return _redacted(self.render(fields))
 
     def _writes_deferred(self, extras: Iterable[str]) -> bool:
         """Whether :meth:`format_deferred` writes the line :meth:`format` would, for extras with these names."""
-        if type(self).format not in _RECORD_FREE or type(self).fields is not _StructuredFormatter.fields:
-            return False
-        return not any(key in _LINE_KEYS or key[:1] == '_' for key in extras)
+        return self._formats_records_plainly() and not any(key in _LINE_KEYS or key[:1] == '_' for key in extras)
 
-    def _plain_line(self, levelname: str, name: str, process: int | None, msg: str, created: float,
-                    extras: list[tuple[str, Any]]) -> str:
-        """The line of a record with a plain message, no arguments, no traceback and these extras."""
-        fields = _fixed_fields(created, levelname, name, process, msg)
-        fields.update(extras)
-        return _redacted(self.render(fields))
+    def _formats_records_plainly(self) -> bool:
+        """Whether this class formats a record as jet_sqla's formatters do, not in a way of its own."""
+        return type(self).format in _RECORD_FREE and type(self).fields is _StructuredFormatter.fields
 
 
 def _fixed_fields(created: float, levelname: str, name: str, process: int | None, msg: str) -> dict[str, Any]:
@@ -160,58 +156,53 @@ class KeyValueFormatter(_StructuredFormatter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._prefixes: dict[tuple[str, str, int | None, str], str] = {}
-        self._templates: dict[tuple[Any, ...], str | None] = {}
+        self._templates: dict[tuple[str, str, int | None, str, tuple[str, ...]], str] = {}
+        self._record_free = self._formats_records_plainly()  # a property of the class: asked once
 
     def format(self, record: logging.LogRecord) -> str:
-        # PERF: a line whose message has no arguments (every jet_sqla line) repeats its level, logger,
-        # pid and message: those are written once per process, then only the time and the extras.
+        # PERF: a line whose message has no arguments (every jet_sqla line) differs from the last line of its
+        # logger, message and extra names only in its time and values: it is one %-substitution into a template.
         message = record.msg
         if (record.args or record.exc_info or record.exc_text or record.stack_info or type(message) is not str
                 or record.name == 'gunicorn.access'):
             return super().format(record)
         extras = _extras(record)
-        if any(key in _LINE_KEYS for key, _ in extras):
+        names = tuple([key for key, _ in extras])
+        if not _LINE_KEYS.isdisjoint(names):
             return super().format(record)  # an extra that replaces a fixed field: the general path
-        return self._plain_line(record.levelname, record.name, record.process, message, record.created, extras)
-
-    def _plain_line(self, levelname: str, name: str, process: int | None, msg: str, created: float,
-                    extras: list[tuple[str, Any]]) -> str:
-        parts = [f'time={_utc_time(created)}', self._prefix(levelname, name, process, msg)]
-        parts += [f'{key}={_kv_value(value)}' for key, value in extras]
-        return _redacted(' '.join(parts))
-
-    def _prefix(self, levelname: str, name: str, process: int | None, msg: str) -> str:
-        key = (levelname, name, process, msg)
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            if len(self._prefixes) >= 1024:
-                self._prefixes.clear()
-            prefix = self._prefixes[key] = self.render({
-                'level': levelname.lower(), 'logger': name, 'pid': process, 'msg': msg})
-        return prefix
+        template = self._template(record.levelname, record.name, record.process, message, names)
+        return _redacted(template % (_utc_time(record.created), *[_kv_value(value) for _, value in extras]))
 
     def format_deferred(self, name: str, created: float, msg: str, extras: dict[str, Any],
                         process: int | None) -> str | None:
-        # PERF: the line of a logger, a message and extras with the same names differs only in its time and
-        # values: from the second on, it is one %-substitution into a template (BENCHMARKS.md, fifth round).
+        # PERF: the same template as format() (BENCHMARKS.md, fifth round); the names are checked once per template.
+        if not self._record_free:
+            return None
         levelname = logging.getLevelName(logging.INFO)
-        key = (levelname, name, process, msg, tuple(extras))
-        try:
-            template = self._templates[key]
-        except KeyError:
-            template = self._template(levelname, name, process, msg, extras) if self._writes_deferred(extras) else None
+        names = tuple(extras)
+        template = self._templates.get((levelname, name, process, msg, names))
+        if template is None:
+            if not self._writes_deferred(names):
+                return None
+            template = self._template(levelname, name, process, msg, names)
+        return _redacted(template % (_utc_time(created), *map(_kv_value, extras.values())))
+
+    def _template(self, levelname: str, name: str, process: int | None, msg: str, names: tuple[str, ...]) -> str:
+        """The line with ``%s`` for the time and each extra's value, and every other ``%`` doubled; made once.
+
+        Never for a name in :data:`_LINE_KEYS` or one that starts with ``_``: both callers leave those to the
+        general path first.
+        """
+        key = (levelname, name, process, msg, names)
+        template = self._templates.get(key)
+        if template is None:
+            prefix = self.render({'level': levelname.lower(), 'logger': name, 'pid': process, 'msg': msg})
+            template = 'time=%s ' + prefix.replace('%', '%%') + ''.join(
+                f' {field.replace("%", "%%")}=%s' for field in names)
             if len(self._templates) >= 1024:
                 self._templates.clear()
             self._templates[key] = template
-        if template is None:
-            return None
-        return _redacted(template % (_utc_time(created), *map(_kv_value, extras.values())))
-
-    def _template(self, levelname: str, name: str, process: int | None, msg: str, names: Iterable[str]) -> str:
-        """``_plain_line``'s line with ``%s`` for the time and each value, and every other ``%`` doubled."""
-        prefix = self._prefix(levelname, name, process, msg).replace('%', '%%')
-        return 'time=%s ' + prefix + ''.join(f' {key.replace("%", "%%")}=%s' for key in names)
+        return template
 
     def render(self, fields: dict[str, Any]) -> str:
         return ' '.join([f'{key}={_kv_value(value)}' for key, value in fields.items()])

@@ -224,10 +224,10 @@ class Dispatcher:
                 raise MessageError('execute_action needs "name" in its params: the action to run '
                                    '(get_action_list lists them)', code='missing_name')
             raise NotFound(f'Unknown action {name[:100]!r}')
-        form = params.get('params')
-        if type(form) is not dict:  # an object was walked with the params; a JSON string is decoded apart
-            form = decode_params(form, 'params.params')
-        form, inverse = read_execute_params(params, form)
+        given = params.get('params')
+        # An object was walked with the params; a JSON string is decoded apart.
+        decoded = given if type(given) is dict else decode_params(given, 'params.params')
+        form, inverse = read_execute_params(params, decoded)
         key = idempotency_key if idempotency_key is not None else form.get('idempotency_key')
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
             raise InvalidParams({'idempotency_key': 'expected a string of 1 to 255 characters'})

@@ -338,6 +338,27 @@ def test_the_line_formatted_without_a_record_is_the_records_line(
         assert deferred == again == expected
 
 
+def test_a_subclass_that_wraps_format_gets_a_record_after_a_template_is_made(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler) -> None:
+    """The kv formatter's template, made by a record's format(), never lets the writer bypass the subclass."""
+    path, _ = log_file
+
+    class Bracketed(logs.KeyValueFormatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f'[{super().format(record)}]'
+
+    formatter = Bracketed()
+    handler.setFormatter(formatter)
+    log = logger_to(handler, 'wrapped')
+    log.info('action ran', extra=dict(FIELDS))  # a record first: its format() makes the template
+    handler.flush()
+    line_handler.info_line(log, 'action ran', dict(FIELDS))  # then the same logger, message and names, queued
+    handler.flush()
+    written = path.read_text(encoding='utf-8').splitlines()
+    assert len(written) == 2
+    assert all(line.startswith('[time=') and line.endswith(']') for line in written), written
+
+
 def test_the_writer_makes_no_record_for_jet_sqlas_own_formatters(
         log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler, monkeypatch: pytest.MonkeyPatch) -> None:
     path, _ = log_file
