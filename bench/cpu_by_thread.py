@@ -3,9 +3,10 @@
 ``python -m bench.cpu_by_thread [--threads N] [--rounds R] [--candidate DIR]``
 
 Serves the trivial ``execute_action`` (or ``--message get_action_list``) with one gunicorn worker, in alternating
-rounds: the bare Falcon endpoint, ``jet-sqla serve`` with its defaults (one
-``action ran`` line per run), and ``jet-sqla serve --log-level warning`` (no
-line), plus ``DIR/jet_sqla`` served the default way when given. For each it
+rounds: the bare Falcon endpoint, jet_sqla under plain gunicorn (warning level,
+no line), ``jet-sqla serve`` with its defaults (one ``action ran`` line per
+run), and ``jet-sqla serve --log-level warning`` (no line), plus each
+``DIR/jet_sqla`` served the default way when given. For each it
 reads the worker's threads' CPU time from ``/proc`` around a wrk run, so that
 the request threads, gunicorn's event loop and jet_sqla's log writer are seen
 apart. Linux only. Medians over the rounds.
@@ -76,17 +77,19 @@ def measure(app: str, stack: Stack, env: Mapping[str, str], duration_s: float, c
     return Measured(result.rps, sorted((us for us in spent if us > 0.05), reverse=True))
 
 
-def servers(threads: int, database: Path, candidate: str | None) -> dict[str, tuple[str, Stack, dict[str, str]]]:
+def servers(threads: int, database: Path, candidates: Sequence[str]) -> dict[str, tuple[str, Stack, dict[str, str]]]:
     stack = Stack(workers=1, threads=threads)
     serve = dataclasses.replace(stack, serve_command=True)
     env = {'BENCH_DB': str(database)}
     labels = {
         'bare': (BARE_APP, stack, env),
+        'jet_sqla (plain gunicorn)': (JET_APP, stack, env),
         'jet-sqla serve': (JET_APP, serve, env),
         'jet-sqla serve --log-level warning': (JET_APP, serve, {**env, 'JET_SQLA_LOG_LEVEL': 'warning'}),
     }
-    if candidate is not None:
-        labels['jet-sqla serve, candidate'] = (JET_APP, dataclasses.replace(serve, jet_sqla_path=candidate), env)
+    for candidate in candidates:
+        label = 'jet-sqla serve, candidate' + (f' {candidate}' if len(candidates) > 1 else '')
+        labels[label] = (JET_APP, dataclasses.replace(serve, jet_sqla_path=candidate), env)
     return labels
 
 
@@ -96,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--rounds', type=int, default=3, help='alternating rounds (default 3)')
     parser.add_argument('--duration', type=float, default=4, help='seconds per wrk run (default 4)')
     parser.add_argument('--connections', type=int, default=4, help='wrk connections (default 4)')
-    parser.add_argument('--candidate', help='a directory holding a changed copy of the jet_sqla package')
+    parser.add_argument('--candidate', action='append', default=[],
+                        help='a directory holding a changed copy of the jet_sqla package (may be repeated)')
     parser.add_argument('--message', choices=MESSAGE_NAMES, default=EXECUTE_ACTION,
                         help=f'the message to send (default {EXECUTE_ACTION})')
     args = parser.parse_args(argv)

@@ -192,7 +192,7 @@ def test_cpu_by_thread(capsys: pytest.CaptureFixture[str]) -> None:
     assert cpu_by_thread.main(['--rounds', '1', '--duration', '1', '--connections', '2']) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ') and 'µs' in line]
     assert [row.split(' | ')[0].lstrip('| ') for row in rows] == [
-        'bare', 'jet-sqla serve', 'jet-sqla serve --log-level warning']
+        'bare', 'jet_sqla (plain gunicorn)', 'jet-sqla serve', 'jet-sqla serve --log-level warning']
     for row in rows:
         _, rps, total, _ = row.strip('| ').split(' | ')
         assert float(rps.replace(',', '')) > 0 and float(total.removesuffix(' µs')) > 0, row

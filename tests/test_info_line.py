@@ -59,8 +59,17 @@ def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
 
 
 def queued(handler: logs.LineHandler) -> list[object]:
-    """What the handler holds, as its writer will see it."""
-    return list(line_handler._entries(handler._queue))
+    """What the handler holds, as its writer will read it: each line's parts made into its ``_Line``."""
+    items = list(handler._queue)
+    entries: list[object] = []
+    while items:
+        item = items.pop(0)
+        if item is line_handler._LINE:
+            entries.append(line_handler._Line._make(items[:line_handler._LINE_PARTS]))
+            del items[:line_handler._LINE_PARTS]
+        else:
+            entries.append(item)
+    return entries
 
 
 def lines(path: Path) -> list[dict[str, object]]:
@@ -295,12 +304,13 @@ def test_under_the_servers_own_logging_config_the_line_is_deferred(tmp_path: Pat
         'root_handler = logging.getLogger().handlers[0]\n'
         'root_handler.interval = 60\n'
         'line_handler.info_line(logging.getLogger("jet_sqla.actions"), "action ran", {"action": "promote"})\n'
-        'print(type(list(line_handler._entries(root_handler._queue))[-1]).__name__)\n'
+        'queue = list(root_handler._queue)\n'
+        'print(len(queue) == 1 + line_handler._LINE_PARTS and queue[0] is line_handler._LINE)\n'
     )
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                           check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == '_Line'
+    assert done.stdout.strip() == 'True'  # the line's parts, and no record
     [line] = [json.loads(text) for text in done.stderr.splitlines()]  # written at exit
     assert (line['logger'], line['msg'], line['action']) == ('jet_sqla.actions', 'action ran', 'promote')
 
@@ -388,3 +398,35 @@ def test_a_formatter_of_its_own_gets_a_record(log_file: tuple[Path, io.TextIOWra
     line_handler.info_line(log, 'action ran', dict(FIELDS))
     handler.flush()
     assert path.read_text(encoding='utf-8') == 'tagged action ran promote\n'
+
+
+@pytest.mark.parametrize('failing', ['format_deferred', 'format'])
+def test_a_queued_line_that_cannot_be_formatted_is_reported_and_the_others_are_written(
+        log_file: tuple[Path, io.TextIOWrapper], handler: logs.LineHandler, monkeypatch: pytest.MonkeyPatch,
+        failing: str) -> None:
+    """The writer reports a line it cannot format, with the record it would have been, and writes the rest."""
+    path, _ = log_file
+
+    class Picky(logs.KeyValueFormatter):
+        def format_deferred(self, name: str, created: float, msg: str, extras: dict[str, object],
+                            process: int | None) -> str | None:
+            if msg == 'bad' and failing == 'format_deferred':
+                raise ValueError('cannot write this one')
+            return None if failing == 'format' else super().format_deferred(name, created, msg, extras, process)
+
+        def format(self, record: logging.LogRecord) -> str:
+            if record.msg == 'bad':
+                raise ValueError('cannot write this one')
+            return super().format(record)
+
+    reported: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, 'handleError', reported.append)
+    handler.setFormatter(Picky())
+    log = logger_to(handler, f'picky_{failing}')
+    for message in ('first', 'bad', 'last'):
+        line_handler.info_line(log, message, {'n': 1})
+    assert len(queued(handler)) == 3  # queued as lines, not as records
+    handler.flush()
+    assert [line.split(' msg=')[1].split(' ')[0] for line in path.read_text(encoding='utf-8').splitlines()] == [
+        'first', 'last']
+    assert [(record.getMessage(), record.n) for record in reported] == [('bad', 1)]  # type: ignore[attr-defined]
