@@ -19,14 +19,13 @@ from .changes import DEFAULT_MAX_CHANGES
 from .declaration import Action, ActionRegistry, Allow, ModelRef, declare_action
 from .errors import NotFound
 from .field_options import FieldOptions
-from .integrations.async_engines import is_async_engine, sync_engine_for
 from .jobs import DEFAULT_QUEUE
 from .handlers import Handlers, default_handlers
 from .options import MAX_SEARCH_LENGTH
 from .params import Param
 from .permissions import JetPermissions
 from .runs import ExecuteRequest
-from .sessions import SessionFactory, database_of
+from .sessions import SessionFactory
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -155,17 +154,7 @@ class Bridge:
         job_queue: str | None = None,
         job_threads: int = 2,
     ) -> None:
-        sync_engine: sa.Engine | None = None
-        if engine is not None:
-            # Actions are plain functions in a thread: an async engine is answered with a sync one.
-            sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine  # type: ignore[assignment]
-            if not isinstance(sync_engine, sa.Engine):
-                # A URL here used to fail deep in SQLAlchemy ("No such event 'checkin'"). The URL is not
-                # echoed: it may hold a password.
-                raise TypeError(f'engine= takes an Engine (or an AsyncEngine), not a {type(engine).__name__}: '
-                                'pass sqlalchemy.create_engine(url)')
-        elif session_factory is not None:
-            sync_engine = database_of(session_factory)
+        sync_engine = wiring.engine_given(engine, session_factory)
         #: Flask-SQLAlchemy's extension when ``target`` is its ``db.Model``: the engine and db.session come from it.
         self.flask_db: Any = getattr(target, '__fsa__', None)
         #: The session factory the user gave, if any; integrations leave it in charge.

@@ -1,9 +1,10 @@
 """How a Bridge's parts are put together over a database, and checked before a server starts.
 
 :class:`~jet_sqla.bridge.Bridge` holds the configuration and the public API.
-Here its services are built: the sessions, the audit log, the Executor, the run
-history, the read engine, the Dispatcher and the background jobs. They are built
-when the bridge is given its database, which an integration may do only later
+Here the engine it runs on is chosen (:func:`engine_given`) and its services
+are built: the sessions, the audit log, the Executor, the run history, the read
+engine, the Dispatcher and the background jobs. They are built when the bridge
+is given its database, which an integration may do only later
 (Flask-SQLAlchemy, at ``init_app``). :func:`route_options` is what the HTTP
 layer is handed, once everything it needs has been checked.
 """
@@ -27,14 +28,14 @@ from .integrations.sqlmodel_sessions import session_class_for
 from .jobs import Jobs
 from .messages import CANCEL_JOB, GET_JOB, Dispatcher
 from .permissions import JetPermissions
-from .sessions import SessionFactory, engines_of
+from .sessions import SessionFactory, database_of, engines_of
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .bridge import Bridge
 
-__all__ = ['Settings', 'reflected', 'route_options', 'wire_database']
+__all__ = ['Settings', 'engine_given', 'reflected', 'route_options', 'wire_database']
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,24 @@ class Settings:
     broker: str | None
     job_queue: str
     job_threads: int
+
+
+def engine_given(engine: sa.Engine | AsyncEngine | None, session_factory: SessionFactory | None) -> sa.Engine | None:
+    """The engine a Bridge runs on: ``engine=`` (a sync one for an async engine), else the session factory's bind.
+
+    Raises:
+        TypeError: ``engine`` is not an engine (a URL, say).
+    """
+    if engine is None:
+        return database_of(session_factory) if session_factory is not None else None
+    # Actions are plain functions in a thread: an async engine is answered with a sync one.
+    sync_engine = sync_engine_for(engine) if is_async_engine(engine) else engine
+    if not isinstance(sync_engine, sa.Engine):
+        # A URL here used to fail deep in SQLAlchemy ("No such event 'checkin'"). The URL is not
+        # echoed: it may hold a password.
+        raise TypeError(f'engine= takes an Engine (or an AsyncEngine), not a {type(engine).__name__}: '
+                        'pass sqlalchemy.create_engine(url)')
+    return sync_engine
 
 
 def wire_database(bridge: Bridge, engine: sa.Engine, session_factory: SessionFactory | None) -> None:
