@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,15 @@ def collector_enabled() -> Iterator[None]:
         gc.enable()
     else:
         gc.disable()
+
+
+def run_in_threads(work: Callable[[int], None], count: int) -> None:
+    """``work(0)`` to ``work(count - 1)``, each in a thread of its own, all at once; returns when all have."""
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ import pytest
 
 from jet_sqla import line_handler, logs
 
+from .conftest import run_in_threads
+
 FIELDS = {'action': 'promote', 'collection': 'users', 'ids': 3, 'outcome': 'success', 'duration_ms': 1.25}
 
 
@@ -256,11 +258,7 @@ def test_lines_queued_from_many_threads_beside_records_stay_whole_and_in_order(
             if i % 500 == 0:
                 log.warning('checkpoint', extra={'worker': number, 'i': i})  # flushes from this thread
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(work, threads)
     writer.close()
     written = lines(path)
     for number in range(threads):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from jet_sqla import logs
 
+from .conftest import run_in_threads
+
 
 def logger_to(handler: logging.Handler, name: str) -> logging.Logger:
     logger = logging.getLogger(f'test_log_lines.{name}')
@@ -95,11 +97,7 @@ def test_many_threads_write_whole_lines_and_lose_none(log_file: tuple[Path, io.T
             if i % 500 == 0:
                 log.warning('checkpoint', extra={'worker': number, 'i': i})
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(work, threads)
     handler.close()
     records = [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]  # each line whole JSON
     for number in range(threads):
