@@ -27,11 +27,14 @@ from .errors import (
     ServerBusy,
     TooLarge,
 )
+from .line_handler import info_line
 from .messages import Dispatcher
 
 __all__ = ['HealthResource', 'JetHTTPError', 'MessagesResource', 'add_routes', 'create_app', 'to_http_error']
 
 log = logging.getLogger(__name__)
+#: Refused credentials: with access lines off (the default), the one record of someone trying tokens.
+auth_log = logging.getLogger('jet_sqla.auth')
 
 JSON = 'application/json'
 
@@ -70,6 +73,10 @@ def _headers_for(error: JetError) -> dict[str, str]:
 
 def _write_error(req: falcon.Request, resp: falcon.Response, error: JetError) -> None:
     """The one place an error response is written: in Jet's dialect, or as problem details if asked."""
+    if error.status == 401:
+        # Where from, not what was sent: the refusal's message may quote part of the header, a secret's perhaps.
+        info_line(auth_log, 'authentication refused', {
+            'remote': req.remote_addr, 'method': req.method, 'path': (req.root_path + req.path)[:200]})
     content_type, body = problems.render(error, problem=problems.wants_problem(req.get_header('Accept')))
     resp.status = error.status
     resp.data = encoding.dumps(body)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from jet_sqla import Bridge
+from jet_sqla import Bridge, logs
 
 from . import models
 from .conftest import Client
@@ -93,3 +93,27 @@ def test_insecure_from_the_environment(engine: sa.Engine, monkeypatch: pytest.Mo
     monkeypatch.setenv('JET_SQLA_INSECURE', '0')
     with pytest.raises(ValueError, match='no authentication is configured'):
         Bridge(models.Base, engine=engine)
+
+
+@pytest.mark.parametrize('header', [None, 'Bearer wrong-guess-9d2e', 'Sup3rSecretScheme42 value', 'JWT not.a.jwt'])
+def test_a_refused_credential_is_logged_with_where_it_came_from_never_what_it_was(
+        two_token_bridge: Bridge, caplog: pytest.LogCaptureFixture, header: str | None) -> None:
+    """With access lines off by default, this line is the record of someone trying tokens."""
+    client = Client(two_token_bridge, headers={} if header is None else {'Authorization': header})
+    with caplog.at_level(logging.INFO, logger='jet_sqla.auth'):
+        assert client.message('get_action_list').status_code == 401
+    refused = [record for record in caplog.records if record.getMessage() == 'authentication refused']
+    assert [(record.name, record.levelno, record.method, record.path, record.remote)  # type: ignore[attr-defined]
+            for record in refused] == [('jet_sqla.auth', logging.INFO, 'POST', '/api/messages/', '127.0.0.1')]
+    written = logs.KeyValueFormatter().format(refused[0]) + logs.JSONFormatter().format(refused[0])
+    for secret in ('s3cret', 'wrong-guess', 'Sup3rSecret', 'not.a.jwt'):
+        assert secret not in written and secret not in caplog.text
+
+
+def test_an_accepted_credential_or_another_refusal_logs_no_refused_credential(
+        two_token_bridge: Bridge, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger='jet_sqla'):
+        client = Client(two_token_bridge, headers={'Authorization': 'Bearer s3cret'})
+        assert client.message('get_action_list').status_code == 200
+        assert client.execute('no_such_action').status_code == 404
+    assert [record for record in caplog.records if record.name == 'jet_sqla.auth'] == []

@@ -305,7 +305,7 @@ class TestServeProcess:
         assert TOKEN not in text and wrong not in text
         engine.dispose()
 
-    def test_by_default_logs_every_action_run_and_failure_but_no_access_line(self, tmp_path: Path) -> None:
+    def test_by_default_logs_every_action_run_failure_and_refused_token_but_no_access_line(self, tmp_path: Path) -> None:
         url = sqlite_url(tmp_path)
         engine = fresh_engine(url)
         with Session(engine) as session, session.begin():
@@ -317,9 +317,15 @@ class TestServeProcess:
             assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}})[0] == 200
             assert server.message('execute_action', {'name': 'promote', 'params': {'ids': '1'}})[0] == 400
             assert server.message('get_action_list', token='wrong-token-5c1f')[0] == 401
-            records = log_lines(server.log_once('"action failed"'))
+            text = server.log_once(lambda text: '"action failed"' in text and '"authentication refused"' in text)
+        records = log_lines(text)
         assert [r['outcome'] for r in records if r['msg'] == 'action ran'] == ['success']
         assert [r['code'] for r in records if r['msg'] == 'action failed'] == ['action_error']
+        # Without access lines, the refused credential is still on record: where from, never what.
+        refused = [r for r in records if r['msg'] == 'authentication refused']
+        assert [(r['logger'], r['method'], r['path'], r['remote']) for r in refused] == [
+            ('jet_sqla.auth', 'POST', '/api/messages/', '127.0.0.1')]
+        assert 'wrong-token-5c1f' not in text and TOKEN not in text
         assert any(r['msg'].startswith('Booting worker') for r in records)  # gunicorn's own lines still come
         assert [r for r in records if r['logger'] == 'gunicorn.access'] == []
         engine.dispose()
