@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +22,36 @@ HOST = "127.0.0.1"
 
 
 def free_port() -> int:
-    """A TCP port that is free on loopback right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free on loopback right now, below the kernel's ephemeral range where it can.
+
+    A port from ``bind(port 0)`` comes from the ephemeral range, where the kernel also picks the local port
+    of every outgoing connection: between this call and the server's own bind, a connection to a database
+    or a broker may take it, and the server fails with "Address already in use" (seen once in the bench
+    smoke tests). Below that range no port is taken unasked.
+    """
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(_LOWEST_PORT, low) if low - _LOWEST_PORT >= 1000 else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue  # in use: another one
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free loopback port found")
+
+
+#: The lowest port free_port() offers: above the registered services most machines run.
+_LOWEST_PORT = 20000
+
+
+def _ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    """The first port of the kernel's ephemeral range (Linux); elsewhere the IANA range's, 49152."""
+    try:
+        with open(path, encoding="ascii") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152
 
 
 def group_processes(pgid: int) -> list[list[str]]:

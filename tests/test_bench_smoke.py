@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from falcon import testing
 
 from bench import __main__ as bench_main
-from bench import cpu_by_thread
+from bench import cpu_by_thread, servers
 from bench.bare_app import RESPONSES
 from bench.jet_app import create_app, prepare_database
 from bench.payloads import MESSAGE_NAMES, request_body, request_headers
@@ -196,3 +197,25 @@ def test_cpu_by_thread(capsys: pytest.CaptureFixture[str]) -> None:
     for row in rows:
         _, rps, total, _ = row.strip('| ').split(' | ')
         assert float(rps.replace(',', '')) > 0 and float(total.removesuffix(' µs')) > 0, row
+
+
+@pytest.mark.parametrize('ephemeral_low', [32768, 1024])
+def test_free_ports_are_below_the_ephemeral_range_where_outgoing_connections_take_theirs(
+        monkeypatch: pytest.MonkeyPatch, ephemeral_low: int) -> None:
+    """A port the kernel may hand to an outgoing connection could be gone before a server binds it."""
+    monkeypatch.setattr(servers, '_ephemeral_low', lambda: ephemeral_low)
+    ports = {servers.free_port() for _ in range(50)}
+    if ephemeral_low == 32768:  # Linux's default range: every port below it
+        assert all(servers._LOWEST_PORT <= port < 32768 for port in ports), sorted(ports)
+    else:  # a range that leaves no room below it: the kernel's choice
+        assert all(port >= 1024 for port in ports), sorted(ports)
+    for port in ports:  # and each was free: nothing listens there
+        with socket.socket() as probe:
+            assert probe.connect_ex((servers.HOST, port)) != 0
+
+
+def test_the_ephemeral_range_is_read_from_the_kernel(tmp_path: Path) -> None:
+    ranges = tmp_path / 'ip_local_port_range'
+    ranges.write_text('40000\t60999\n')
+    assert servers._ephemeral_low(str(ranges)) == 40000
+    assert servers._ephemeral_low(str(tmp_path / 'missing')) == 49152  # not Linux: the IANA range

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from jet_sqla import Bridge
 
+from .apps.cli_server import free_port
 from .apps.server import Gunicorn, gunicorn
 from .apps.faults import create_tables, gauge, pairs_by_ref
 from .conftest import IN_CI, TOKEN, Client, database_url, fresh_engine
@@ -177,12 +178,6 @@ def _postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return int(sock.getsockname()[1])
-
-
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster in a temporary directory, on a free loopback port.
 
@@ -193,7 +188,7 @@ class PrivatePostgres:
         self.binaries = binaries
         self.directory = directory
         self.data = directory / 'data'
-        self.port = _free_port()
+        self.port = free_port()
         self.as_user = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
 
     @property
@@ -345,7 +340,7 @@ def test_database_outage_answers_503_and_recovers(private_postgres: PrivatePostg
 @pytest.fixture(params=['postgresql+psycopg', 'mysql+pymysql'])
 def unreachable(request: pytest.FixtureRequest) -> Iterator[Client]:
     """The real app over a database server that is not there: nothing listens on the port."""
-    engine = sa.create_engine(f'{request.param}://root@127.0.0.1:{_free_port()}/gone', connect_args={'connect_timeout': 2})
+    engine = sa.create_engine(f'{request.param}://root@127.0.0.1:{free_port()}/gone', connect_args={'connect_timeout': 2})
     bridge = Bridge(Base, engine=engine, token=TOKEN)
 
     @bridge.action(model=User, for_instance=True)

@@ -27,6 +27,7 @@ from jet_sqla import Bridge, migrations
 from jet_sqla.jobs import chunk_table
 
 from .apps import jobs_app
+from .apps.cli_server import free_port
 from .conftest import IN_CI, POSTGRES_URL, TOKEN, Client, fresh_engine, private_database
 from .jobs_helpers import add_counters, counter_values, wait_for_job
 from .test_jobs_celery import JET_SQLA, REPO, _stop
@@ -39,17 +40,11 @@ OUTAGE_SECONDS = 3.0
 DEADLINE_SECONDS = 50.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        return int(probe.getsockname()[1])
-
-
 class PrivateRedis:
     """A redis-server of this test's own: no persistence, loopback only."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -6,7 +6,6 @@ uvicorn server on loopback; on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from starlette.testclient import TestClient
 
 from jet_sqla import Bridge
 
+from .apps.cli_server import free_port
 from .conftest import AUTH, TOKEN, database_url
 
 
@@ -112,15 +112,8 @@ def test_enum_and_foreign_key_params_and_options(app: FastAPI, url: str) -> None
     assert heroes(url)['Luke'] == (Power.SPEED, False, 2)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_through_a_real_uvicorn_server(app: FastAPI, url: str) -> None:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host='127.0.0.1', port=port, log_level='warning'))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -7,13 +7,14 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.servers import free_port  # loopback ports below the ephemeral range: see there
 
 from .server import Gunicorn
 
@@ -37,13 +38,6 @@ def run(args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path 
     """Run ``jet-sqla ARGS`` to completion (bounded), capturing stdout and stderr apart."""
     return subprocess.run([JET_SQLA, *args], cwd=cwd, env=environment(env), capture_output=True, text=True,
                           timeout=seconds, check=False, stdin=subprocess.DEVNULL)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (for a command that must print its own URL)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return int(sock.getsockname()[1])
 
 
 class Server(Gunicorn):
