@@ -219,12 +219,12 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if type(entry) is bytes:
                 lines.append(entry)
                 continue
-            line = None
+            line: list[Any] = []
             if entry is _LINE:  # PERF: formatted from its parts in place; a _Line only when a record is needed
                 line = items[position:position + _LINE_PARTS]
                 position += _LINE_PARTS
             try:
-                if line is not None:
+                if entry is _LINE:
                     text = (format_deferred(line[0], line[3] / 1e9, line[1], line[2], process)
                             if format_deferred is not None else None)
                     if text is not None:
@@ -233,7 +233,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     entry = _Line._make(line).record()
                 lines.append(self._encode(entry))
             except Exception:  # noqa: BLE001 - as in emit(): reported, and the other lines still written
-                self.handleError(_Line._make(line).record() if line is not None else entry)
+                # The record, made here only when format_deferred failed before the line's record was.
+                self.handleError(_Line._make(line).record() if entry is _LINE else entry)
         return lines
 
     def _write(self, data: bytes) -> None:
